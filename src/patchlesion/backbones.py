@@ -1,0 +1,103 @@
+"""Backbone registry (Sec. II-C): feature extractors shared by all crops, ending in global average pooling.
+
+Each entry builds a module mapping ``(B, 3, s, s)`` crops to ``(B, F)`` pooled features and reports
+F. The real backbones are truncated as in the authors' code (METHOD §4.1): InceptionV3 without
+AuxLogits and fc (2048 features; its ``transform_input`` is bypassed), DenseNet121's ``features``
+up to ``norm5`` *without* the final ReLU (1024), SE-ResNeXt50's layer0..layer4 (2048) with
+adaptive instead of fixed 7x7 pooling, so any crop size works. ``tiny`` is a 4-layer CNN for the
+demo and the tests.
+
+Weights are random for now; ImageNet initialisation is added with the local weight cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["BACKBONES", "Backbone", "build_backbone", "register_backbone"]
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A registry entry: how to build the feature extractor, its feature size and smallest crop."""
+
+    name: str
+    build: Callable[[], nn.Module]
+    n_features: int
+    min_crop_size: int
+
+
+BACKBONES: dict[str, Backbone] = {}
+
+
+def register_backbone(name: str, n_features: int, min_crop_size: int):
+    """Decorator adding a feature-extractor builder to :data:`BACKBONES` under ``name``."""
+
+    def decorator(build: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+        if "-" in name:
+            raise ValueError(f"backbone names may not contain '-' (run names use it): {name!r}")
+        BACKBONES[name] = Backbone(name, build, n_features, min_crop_size)
+        return build
+
+    return decorator
+
+
+def build_backbone(name: str) -> tuple[nn.Module, int]:
+    """Build backbone ``name``: returns the feature extractor and its pooled feature size."""
+    try:
+        entry = BACKBONES[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}.") from None
+    return entry.build(), entry.n_features
+
+
+class GlobalAveragePool(nn.Module):
+    """Spatial mean of a feature map: ``(B, F, h, w)`` -> ``(B, F)`` (GAP in the paper's Fig. 2)."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features.mean(dim=(-2, -1))
+
+
+@register_backbone("tiny", n_features=64, min_crop_size=16)
+def _tiny() -> nn.Module:
+    def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+    # Full-resolution first layer: the fine texture that carries the class must reach it unblurred.
+    return nn.Sequential(
+        *block(3, 16, 1), *block(16, 32, 2), *block(32, 64, 2), *block(64, 64, 2), GlobalAveragePool()
+    )
+
+
+@register_backbone("densenet121", n_features=1024, min_crop_size=32)
+def _densenet121() -> nn.Module:
+    from torchvision.models import densenet121
+
+    # features ends with norm5; torchvision applies a ReLU after it, the authors' code does not.
+    return nn.Sequential(densenet121(weights=None).features, GlobalAveragePool())
+
+
+@register_backbone("inception_v3", n_features=2048, min_crop_size=75)
+def _inception_v3() -> nn.Module:
+    from torchvision.models import inception_v3
+
+    # aux_logits=False: the auxiliary head fails in training mode at 224 px inputs.
+    net = inception_v3(weights=None, aux_logits=False, init_weights=False, transform_input=False)
+    layers = [
+        "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+        "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+        "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c",
+    ]  # fmt: skip
+    return nn.Sequential(*(getattr(net, name) for name in layers), GlobalAveragePool())
+
+
+@register_backbone("se_resnext50", n_features=2048, min_crop_size=32)
+def _se_resnext50() -> nn.Module:
+    import pretrainedmodels
+
+    net = pretrainedmodels.__dict__["se_resnext50_32x4d"](num_classes=1000, pretrained=None)
+    return nn.Sequential(net.layer0, net.layer1, net.layer2, net.layer3, net.layer4, GlobalAveragePool())

@@ -1,0 +1,172 @@
+"""Training and prediction (Sec. II-G; METHOD §6): Adam, step-wise halved learning rate, validation
+at epoch 1 and every few epochs, best model chosen by validation MC-sensitivity."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from patchlesion.balancing import make_loss
+from patchlesion.classes import CLASSES
+from patchlesion.errors import PatchlesionError
+from patchlesion.ham10000 import load_image
+from patchlesion.metrics import classification_metrics
+from patchlesion.model import PatchLesionModel, build_model, resolve_device
+from patchlesion.runs import RunSpec, TrainSettings
+from patchlesion.splits import select
+from patchlesion.strategies import get_strategy
+
+__all__ = ["load_images", "predict_probabilities", "train_run", "save_state", "load_state", "run_seed"]
+
+log = logging.getLogger("patchlesion")
+
+#: Crops per evaluation forward pass (memory bound, not a method parameter).
+EVAL_CROPS_PER_BATCH = 144
+
+
+def run_seed(seed: int, fold: int) -> int:
+    """Seed of one fold's training: every fold starts from its own fresh initialisation."""
+    return seed * 1000 + fold
+
+
+def load_images(index: pd.DataFrame, image_ids: list[str], image_size: tuple[int, int]) -> torch.Tensor:
+    """Decode images (resized to ``image_size = (W, H)``) into one ``(N, 3, H, W)`` uint8 tensor."""
+    paths = index.set_index("image_id").loc[image_ids, "path"]
+    width, height = image_size
+    images = torch.empty((len(image_ids), 3, height, width), dtype=torch.uint8)
+    for i, path in enumerate(paths):
+        images[i] = torch.from_numpy(load_image(path, image_size)).permute(2, 0, 1)
+    return images
+
+
+@torch.no_grad()
+def predict_probabilities(
+    model: PatchLesionModel, images: torch.Tensor, spec: RunSpec, settings: TrainSettings, device: torch.device
+) -> np.ndarray:
+    """Class probabilities ``(N, C)`` of whole images from the strategy's evaluation crops."""
+    strategy = get_strategy(spec.strategy)
+    model.eval()
+    per_batch = max(1, EVAL_CROPS_PER_BATCH // spec.n_crops)
+    out = []
+    for start in range(0, len(images), per_batch):
+        batch = images[start : start + per_batch].to(device)
+        crops = strategy.evaluation_input(batch, spec.n_crops, settings.crop_size)  # (B, N, 3, s, s)
+        if strategy.combine == "softmax_mean":
+            probabilities = model.crop_logits(crops).softmax(dim=-1).mean(dim=1)
+        else:
+            probabilities = model(crops).softmax(dim=-1)
+        out.append(probabilities.float().cpu())
+    return torch.cat(out).numpy()
+
+
+def save_state(model: torch.nn.Module, path: Path) -> None:
+    """Write the model's weights (a plain state dict, loadable with ``weights_only=True``) atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(model.state_dict(), partial)
+    partial.replace(path)
+
+
+def load_state(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
+    """Load weights written by :func:`save_state` (no unpickling of arbitrary objects)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as error:
+        raise PatchlesionError(f"{path}: cannot load model weights ({error}).") from error
+    model.load_state_dict(state)
+    return model
+
+
+def _lr_milestones(settings: TrainSettings) -> list[int]:
+    # The scheduler is stepped after every epoch, so halving *during* epoch e needs milestone e - 1.
+    return [e - 1 for e in settings.lr_halving_epochs]
+
+
+def train_run(
+    spec: RunSpec,
+    settings: TrainSettings,
+    index: pd.DataFrame,
+    split: pd.DataFrame,
+    fold: int,
+    out_dir: str | Path,
+) -> pd.DataFrame:
+    """Train one run on one cross-validation fold; writes model.pt (best validation MC-sensitivity),
+    model_last.pt, history.csv and run.json into ``out_dir`` and returns the history."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(settings.device)
+    seed = run_seed(settings.seed, fold)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    strategy = get_strategy(spec.strategy)
+
+    labels = index.set_index("image_id")["label"]
+    train_ids, val_ids = select(split, fold, "train"), select(split, fold, "val")
+    log.info("run %s fold %d: %d training, %d validation images, device %s", spec.name, fold, len(train_ids), len(val_ids), device)
+    started = time.perf_counter()
+    train_images = load_images(index, train_ids, settings.image_size)
+    val_images = load_images(index, val_ids, settings.image_size)
+    train_labels = torch.tensor(labels.loc[train_ids].to_numpy(), dtype=torch.long)
+    val_labels = labels.loc[val_ids].to_numpy()
+    log.info("decoded %d images in %.1f s", len(train_ids) + len(val_ids), time.perf_counter() - started)
+
+    model = build_model(spec, len(CLASSES)).to(device)
+    criterion = make_loss(spec.balancing, train_labels.numpy(), len(CLASSES), spec.k, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=_lr_milestones(settings), gamma=0.5)
+    validate_at = set(settings.validation_epochs())
+
+    history, best = [], -math.inf
+    for epoch in range(1, settings.epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        learning_rate = optimizer.param_groups[0]["lr"]
+        order = torch.randperm(len(train_ids), generator=generator)
+        loss_sum, seen = 0.0, 0
+        for start in range(0, len(order), settings.batch_size):  # drop_last=False, as the authors' loader
+            idx = order[start : start + settings.batch_size]
+            crops = strategy.training_input(train_images[idx].to(device), spec.n_crops, settings.crop_size, generator)
+            target = train_labels[idx].to(device)
+            loss = criterion(model(crops), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(idx)
+            seen += len(idx)
+        scheduler.step()
+        row = {"epoch": epoch, "learning_rate": learning_rate, "train_loss": loss_sum / seen}
+        message = f"epoch {epoch}/{settings.epochs} lr {learning_rate:.3g} loss {row['train_loss']:.4f}"
+        if epoch in validate_at:
+            probabilities = predict_probabilities(model, val_images, spec, settings, device)
+            scores = classification_metrics(val_labels, probabilities.argmax(1), probabilities)
+            for key in ("mc_sensitivity", "mc_specificity", "f1", "accuracy"):
+                row[f"val_{key}"] = scores[key]
+            if scores["mc_sensitivity"] > best:  # first occurrence of the best value is kept
+                best = scores["mc_sensitivity"]
+                row["best"] = True
+                save_state(model, out_dir / "model.pt")
+            message += f" val mc_sensitivity {scores['mc_sensitivity']:.3f} (best {best:.3f})"
+        row["seconds"] = time.perf_counter() - epoch_start
+        history.append(row)
+        log.info("%s %.1fs", message, row["seconds"])
+    save_state(model, out_dir / "model_last.pt")
+    history = pd.DataFrame(history)
+    history["best"] = history.get("best", pd.Series(dtype=bool)).fillna(False).astype(bool)
+    history.to_csv(out_dir / "history.csv", index=False)
+    (out_dir / "run.json").write_text(
+        json.dumps(
+            {"run": spec.name, "fold": fold, "spec": spec.to_dict(), "settings": settings.to_dict(),
+             "seed": seed, "device": str(device), "torch": torch.__version__,
+             "wall_seconds": time.perf_counter() - started},
+            indent=2,
+        )
+        + "\n"
+    )
+    return history

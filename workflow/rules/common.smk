@@ -1,0 +1,98 @@
+# All Python of the workflow: config validation, presets, wildcard constraints, input functions.
+import copy
+import os
+import sys
+
+from snakemake.utils import update_config, validate
+
+from patchlesion.runs import RunSpec
+
+SCHEMA = "../schemas/config.schema.yaml"
+
+
+def apply_preset(config):
+    """Apply the chosen preset on top of config.yaml, then the command-line values on top of it."""
+    validate(config, SCHEMA)
+    preset = config["preset"]
+    if preset == "paper":
+        return
+    if preset not in config.get("presets", {}):
+        raise ValueError(
+            f"config key 'preset': unknown preset {preset!r}; choose paper or one of "
+            f"{', '.join(config.get('presets', {}))} (defined under 'presets' in config.yaml)."
+        )
+    update_config(config, copy.deepcopy(config["presets"][preset]))
+    update_config(config, copy.deepcopy(workflow.config_settings.overwrite_config))
+    validate(config, SCHEMA)
+
+
+apply_preset(config)
+
+for backbone in config["backbones"]:
+    if backbone not in config["learning_rate"]:
+        raise ValueError(f"config key 'learning_rate': no learning rate for backbone {backbone!r}.")
+if config["crop_size"] > min(config["image_size"]):
+    raise ValueError(
+        f"config key 'crop_size': {config['crop_size']} is larger than image_size {config['image_size']}."
+    )
+
+DATASET = config["dataset"]
+# Jobs call the `patchlesion` command of the Python environment that runs Snakemake, also when that
+# environment is not activated (e.g. `.venv/bin/snakemake ...`).
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+
+
+def table_runs(table):
+    """Canonical run names of one table's rows for every configured backbone, in config order."""
+    names = []
+    for backbone in config["backbones"]:
+        for row in config[table]:
+            fields = {key: value for key, value in row.items() if key != "row"}
+            names.append(RunSpec(backbone=backbone, **fields).name)
+    return list(dict.fromkeys(names))
+
+
+def all_runs():
+    """Every run of every table, each once (a run needed by two tables is trained once)."""
+    return list(dict.fromkeys(table_runs("table2")))
+
+
+wildcard_constraints:
+    dataset="ham10000|synthetic",
+    run="|".join(all_runs()) or "no-runs",
+    fold=r"\d+",
+
+
+def dataset_dir(wildcards):
+    """The HAM10000-format directory a dataset is read from."""
+    if wildcards.dataset == "synthetic":
+        return "resources/synthetic"
+    return config["ham10000_dir"] or "resources/ham10000"
+
+
+def run_metrics(table):
+    """Test metrics of every fold of every run of a table."""
+    return expand(
+        "results/{dataset}/runs/{run}/fold{fold}/metrics.json",
+        dataset=DATASET,
+        run=table_runs(table),
+        fold=config["folds"],
+    )
+
+
+def settings_args(wildcards):
+    """Command-line options of the training settings of a run (Sec. II-G)."""
+    backbone = RunSpec.from_name(wildcards.run).backbone
+    width, height = config["image_size"]
+    halving = " ".join(str(e) for e in config["lr_halving_epochs"])
+    return (
+        f"--epochs {config['epochs']} --batch-size {config['batch_size']} "
+        f"--learning-rate {config['learning_rate'][backbone]} --lr-halving-epochs {halving} "
+        f"--validation-every {config['validation_every']} --image-size {width} {height} "
+        f"--crop-size {config['crop_size']} --seed {config['seed']} --device {config['device']}"
+    )
+
+
+def final_outputs():
+    """Everything `snakemake` (rule all) produces for the configured dataset."""
+    return expand("results/{dataset}/tables/table2.{ext}", dataset=DATASET, ext=["csv", "md"])

@@ -1,0 +1,50 @@
+rule train:
+    input:
+        index="results/{dataset}/index.csv",
+        split="results/{dataset}/split.csv",
+    output:
+        model="results/{dataset}/runs/{run}/fold{fold}/model.pt",
+        last="results/{dataset}/runs/{run}/fold{fold}/model_last.pt",
+        history="results/{dataset}/runs/{run}/fold{fold}/history.csv",
+        info="results/{dataset}/runs/{run}/fold{fold}/run.json",
+    params:
+        out_dir=subpath(output.model, parent=True),
+        settings=settings_args,
+    log:
+        "results/{dataset}/logs/train/{run}/fold{fold}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/train/{run}/fold{fold}.tsv"
+    threads: 4
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/patchlesion.yaml"
+    shell:
+        "patchlesion train --index {input.index} --split {input.split} --fold {wildcards.fold} "
+        "--run {wildcards.run} --out-dir {params.out_dir} --threads {threads} {params.settings} "
+        "> {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        index="results/{dataset}/index.csv",
+        split="results/{dataset}/split.csv",
+        model="results/{dataset}/runs/{run}/fold{fold}/model.pt",
+    output:
+        predictions="results/{dataset}/runs/{run}/fold{fold}/predictions.csv",
+        metrics="results/{dataset}/runs/{run}/fold{fold}/metrics.json",
+    params:
+        settings=settings_args,
+    log:
+        "results/{dataset}/logs/evaluate/{run}/fold{fold}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/evaluate/{run}/fold{fold}.tsv"
+    threads: 4
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/patchlesion.yaml"
+    shell:
+        "patchlesion evaluate --index {input.index} --split {input.split} --fold {wildcards.fold} "
+        "--run {wildcards.run} --model {input.model} --predictions {output.predictions} "
+        "--metrics {output.metrics} --threads {threads} {params.settings} > {log} 2>&1"
