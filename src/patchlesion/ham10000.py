@@ -8,6 +8,7 @@ Every problem is reported as a :class:`~patchlesion.errors.DatasetError` that na
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -80,8 +81,12 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     try:
         sep = "\t" if path.suffix == ".tab" else None
-        table = pd.read_csv(path, sep=sep, engine="python", dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") must not glue itself to "lesion_id";
+        # index_col=False: data rows with one field more than the header must not shift the columns.
+        table = pd.read_csv(
+            path, sep=sep, engine="python", dtype=str, keep_default_na=False, encoding="utf-8-sig", index_col=False
+        )
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, UnicodeDecodeError) as error:
         raise DatasetError(f"{path}: cannot read the metadata table ({error}).") from error
     table.columns = [c.strip().strip('"') for c in table.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
@@ -167,6 +172,6 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndar
             image = image.convert("RGB")
             if size is not None and image.size != tuple(size):
                 image = image.resize(tuple(size), Image.Resampling.BICUBIC)
-            return np.asarray(image, dtype=np.uint8)
+            return np.array(image, dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise DatasetError(f"{path}: unreadable image ({error}).") from error

@@ -10,8 +10,25 @@ from patchlesion.runs import RunSpec
 SCHEMA = "../schemas/config.schema.yaml"
 
 
+def typed(value):
+    """Numbers inside list or dict values of --config: Snakemake reads those as strings."""
+    if isinstance(value, dict):
+        return {key: typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [typed(item) for item in value]
+    if isinstance(value, str):
+        for parse in (int, float):
+            try:
+                return parse(value)
+            except ValueError:
+                pass
+    return value
+
+
 def apply_preset(config):
-    """Apply the chosen preset on top of config.yaml, then the command-line values on top of it."""
+    """Apply the chosen preset on top of the config file(s), then the --config values on top of it."""
+    overrides = typed(dict(workflow.config_settings.config))
+    update_config(config, copy.deepcopy(overrides))
     validate(config, SCHEMA)
     preset = config["preset"]
     if preset == "paper":
@@ -22,7 +39,7 @@ def apply_preset(config):
             f"{', '.join(config.get('presets', {}))} (defined under 'presets' in config.yaml)."
         )
     update_config(config, copy.deepcopy(config["presets"][preset]))
-    update_config(config, copy.deepcopy(workflow.config_settings.overwrite_config))
+    update_config(config, copy.deepcopy(overrides))
     validate(config, SCHEMA)
 
 

@@ -1,0 +1,114 @@
+"""The Snakemake workflow: lint, planning with the paper preset, config rejection, one real run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def snakemake(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_paper_preset_plans_three_folds_per_backbone(tmp_path):
+    result = snakemake("-n", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    stats = result.stdout + result.stderr
+    # Table II, Multi-Crop row: 3 backbones x 3 folds
+    assert "train                9" in stats.replace("\t", " ") or _job_count(stats, "train") == 9
+    assert _job_count(stats, "evaluate") == 9
+    assert _job_count(stats, "ham10000_missing") == 1
+
+
+def test_demo_preset_plans_tiny_backbone(tmp_path):
+    result = snakemake("-n", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), "--config", "preset=demo")
+    assert result.returncode == 0, result.stderr
+    assert _job_count(result.stdout + result.stderr, "train") == 3
+    assert "tiny-multi_crop-nc9-mean-loss_weighting-k1" in result.stdout + result.stderr
+
+
+def _job_count(text: str, rule: str) -> int:
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == rule and parts[1].isdigit():
+            return int(parts[1])
+    return 0
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("bogus_key=1", "bogus_key"),
+        ("epochs=0", "epochs"),
+        ("split=random", "random"),
+        ("backbones=[resnet9000]", "resnet9000"),
+        ("preset=nonexistent", "preset"),
+        ("device=gpu7", "gpu7"),
+        ("crop_size=500", "crop_size"),
+    ],
+)
+def test_bad_config_is_rejected_naming_the_key(tmp_path, override, named):
+    result = snakemake("-n", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), "--config", override)
+    assert result.returncode != 0
+    assert named in result.stdout + result.stderr
+    assert not any(tmp_path.glob("results/*")), "nothing may be produced before validation passes"
+
+
+def test_bad_value_inside_a_preset_is_rejected(tmp_path):
+    config = (ROOT / "config.yaml").read_text().replace("crop_size: 64", "crop_size: -3")
+    (tmp_path / "config.yaml").write_text(config)
+    result = snakemake("-n", "--configfile", str(tmp_path / "config.yaml"), "--directory", str(tmp_path), "--config", "preset=demo")
+    assert result.returncode != 0
+    assert "-3" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_workflow_end_to_end_on_tiny_synthetic_data(tmp_path):
+    overrides = [
+        "preset=demo",
+        "synthetic={n_images: 120, image_size: [96, 72], seed: 1}",
+        "image_size=[96, 72]",
+        "crop_size=32",
+        "epochs=2",
+        "validation_every=1",
+        "lr_halving_epochs=[2]",
+        "device=cpu",
+    ]
+    args = ["--cores", "2", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), "--config", *overrides]
+    result = snakemake(*args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    results = tmp_path / "results" / "synthetic"
+    meta = pd.read_csv(tmp_path / "resources" / "synthetic" / "HAM10000_metadata.csv")
+    assert len(meta) == 120
+    split = pd.read_csv(results / "split.csv")
+    assert sorted(split["part"].unique()) == [0, 1, 2, 3]
+    run = results / "runs" / "tiny-multi_crop-nc9-mean-loss_weighting-k1"
+    for fold in (1, 2, 3):
+        metrics = json.loads((run / f"fold{fold}" / "metrics.json").read_text())
+        assert metrics["n_images"] == (split["part"] == 0).sum()
+        predictions = pd.read_csv(run / f"fold{fold}" / "predictions.csv")
+        assert predictions[["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]].sum(axis=1).round(4).eq(1).all()
+        history = pd.read_csv(run / f"fold{fold}" / "history.csv")
+        assert list(history["epoch"]) == [1, 2]
+        log = (results / "logs" / "train" / run.name / f"fold{fold}.log").read_text()
+        assert "epoch 1/2" in log and "epoch 2/2" in log
+    table = pd.read_csv(results / "tables" / "table2.csv")
+    assert len(table) == 1 and table.loc[0, "n_folds"] == 3
+    assert "Multi-Crop" in (results / "tables" / "table2.md").read_text()
+
+    again = snakemake("-n", *args)
+    assert "Nothing to be done" in again.stdout + again.stderr
