@@ -101,7 +101,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from patchlesion.training import train_run
 
     _set_threads(args)
-    spec = RunSpec.from_name(args.run)
+    spec = RunSpec.from_name(args.run).check_registries()
     index, split = _read_csv(args.index, "image index"), _read_csv(args.split, "split")
     train_run(spec, _settings(args), index, split, args.fold, args.out_dir)
 
@@ -111,7 +111,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from patchlesion.runs import RunSpec
 
     _set_threads(args)
-    spec = RunSpec.from_name(args.run)
+    spec = RunSpec.from_name(args.run).check_registries()
     index, split = _read_csv(args.index, "image index"), _read_csv(args.split, "split")
     metrics = evaluate_run(spec, _settings(args), index, split, args.fold, args.model, args.predictions, args.metrics)
     log.info(

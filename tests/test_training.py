@@ -1,0 +1,71 @@
+"""Training and evaluation of one run on tiny synthetic data, through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from patchlesion.cli import main
+from patchlesion.classes import CLASSES
+
+RUN = "tiny-multi_crop-nc9-mean-loss_weighting-k1"
+SETTINGS = ["--epochs", "2", "--batch-size", "8", "--learning-rate", "0.001", "--lr-halving-epochs", "2",
+            "--validation-every", "1", "--image-size", "64", "48", "--crop-size", "24",
+            "--device", "cpu", "--threads", "1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    assert main(["synthesize", "--out", str(root / "data"), "--n-images", "70", "--image-size", "64", "48", "--seed", "3"]) == 0
+    assert main(["index", "--data-dir", str(root / "data"), "--out", str(root / "index.csv")]) == 0
+    assert main(["split", "--index", str(root / "index.csv"), "--out", str(root / "split.csv")]) == 0
+    return root
+
+
+def _train(data, out_dir):
+    args = ["train", "--index", str(data / "index.csv"), "--split", str(data / "split.csv"), "--fold", "2", "--run", RUN, "--out-dir", str(out_dir)]
+    assert main(args + SETTINGS) == 0
+
+
+def test_training_is_deterministic_and_writes_its_outputs(data):
+    _train(data, data / "a")
+    _train(data, data / "b")
+    for name in ("model.pt", "model_last.pt", "history.csv", "run.json"):
+        assert (data / "a" / name).is_file()
+    history_a, history_b = pd.read_csv(data / "a" / "history.csv"), pd.read_csv(data / "b" / "history.csv")
+    pd.testing.assert_frame_equal(history_a.drop(columns="seconds"), history_b.drop(columns="seconds"))
+    assert list(history_a["epoch"]) == [1, 2] and history_a["val_mc_sensitivity"].notna().all()
+    a = torch.load(data / "a" / "model_last.pt", weights_only=True)
+    b = torch.load(data / "b" / "model_last.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    info = json.loads((data / "a" / "run.json").read_text())
+    assert info["run"] == RUN and info["fold"] == 2 and info["settings"]["crop_size"] == 24
+
+
+def test_evaluation_writes_probabilities_and_metrics(data):
+    if not (data / "a" / "model.pt").exists():
+        _train(data, data / "a")
+    args = ["evaluate", "--index", str(data / "index.csv"), "--split", str(data / "split.csv"), "--fold", "2", "--run", RUN,
+            "--model", str(data / "a" / "model.pt"), "--predictions", str(data / "p.csv"), "--metrics", str(data / "m.json")]  # fmt: skip
+    assert main(args + SETTINGS) == 0
+    predictions = pd.read_csv(data / "p.csv")
+    split = pd.read_csv(data / "split.csv")
+    assert set(predictions["image_id"]) == set(split.loc[split["part"] == 0, "image_id"])
+    assert list(predictions.columns) == ["image_id", "true_class", "predicted_class", *CLASSES]
+    assert predictions[list(CLASSES)].sum(axis=1).sub(1).abs().max() < 1e-4
+    assert (predictions["predicted_class"] == predictions[list(CLASSES)].idxmax(axis=1)).all()
+    metrics = json.loads((data / "m.json").read_text())
+    for key in ("mc_sensitivity", "mc_specificity", "f1", "macro_f1", "accuracy", "per_class_recall", "per_class_auc"):
+        assert key in metrics
+    assert metrics["n_images"] == len(predictions) and metrics["run"] == RUN
+
+
+def test_unknown_run_gives_a_clear_error(data, capsys):
+    args = ["train", "--index", str(data / "index.csv"), "--split", str(data / "split.csv"), "--fold", "1",
+            "--run", "resnet9000-multi_crop-nc9-mean-none", "--out-dir", str(data / "x")]  # fmt: skip
+    assert main(args + SETTINGS) == 2
+    assert "resnet9000" in capsys.readouterr().err
