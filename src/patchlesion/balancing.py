@@ -30,10 +30,12 @@ def class_weights(labels: np.ndarray, n_classes: int, k: float = 1.0) -> np.ndar
 
 @dataclass(frozen=True)
 class Balancing:
-    """A registry entry: whether the scheme weights the loss by class (then ``k`` matters)."""
+    """A registry entry: whether the scheme weights the loss by class (then ``k`` matters) and by
+    each image's diagnosis type (then the diagnosis scope matters)."""
 
     name: str
     weighted_loss: bool
+    diagnosis_factors: bool = False
 
 
 BALANCINGS: dict[str, Balancing] = {

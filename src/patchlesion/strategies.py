@@ -29,13 +29,26 @@ class InputStrategy:
     name: str = ""
     combine: str = "model"
 
-    def training_input(
-        self, images: torch.Tensor, n_crops: int, crop_size: int, generator: torch.Generator
-    ) -> torch.Tensor:
+    def training_input(self, images: torch.Tensor, spec, crop_size: int, generator: torch.Generator) -> torch.Tensor:
+        """Augmented training crops ``(B, N, 3, s, s)`` of uint8 images ``(B, 3, H, W)``; ``spec`` is
+        the run (:class:`patchlesion.runs.RunSpec`: n_crops, patch_dropout, centre_crop)."""
         raise NotImplementedError
 
-    def evaluation_input(self, images: torch.Tensor, n_crops: int, crop_size: int) -> torch.Tensor:
+    def evaluation_input(self, images: torch.Tensor, spec, crop_size: int) -> torch.Tensor:
+        """Evaluation crops ``(B, N, 3, s, s)`` of uint8 images ``(B, 3, H, W)`` (no randomness)."""
         raise NotImplementedError
+
+    def check(self, spec) -> None:
+        """Raise PatchlesionError if ``spec`` combines this strategy with settings it cannot use."""
+        from patchlesion.errors import PatchlesionError
+
+        if self.combine == "softmax_mean" and (spec.aggregation != "mean" or spec.attention != "none"):
+            raise PatchlesionError(
+                f"run {spec.name}: {self.name} classifies every crop on its own (the plain model), so it needs "
+                "aggregation 'mean' and attention 'none'; use strategy 'ordered' for GRU or attention models."
+            )
+        if spec.patch_dropout and self.name != "ordered":
+            raise PatchlesionError(f"run {spec.name}: patch dropout applies to Ordered-Crop training only (strategy 'ordered').")
 
 
 @dataclass(frozen=True)
@@ -46,15 +59,15 @@ class MultiCrop(InputStrategy):
     name: str = "multi_crop"
     combine: str = "softmax_mean"
 
-    def training_input(self, images, n_crops, crop_size, generator):
+    def training_input(self, images, spec, crop_size, generator):
         batch, _, height, width = images.shape
         positions = random_crop_positions(batch, 1, (width, height), crop_size, generator)
         crops = cut_crops(images, positions.to(images.device), crop_size)[:, 0]  # (B, 3, s, s)
         return augment(_to_float(crops), generator).unsqueeze(1)  # (B, 1, 3, s, s)
 
-    def evaluation_input(self, images, n_crops, crop_size):
+    def evaluation_input(self, images, spec, crop_size):
         batch, _, height, width = images.shape
-        grid = torch.tensor(crop_grid(n_crops, (width, height), crop_size), device=images.device)
+        grid = torch.tensor(crop_grid(spec.n_crops, (width, height), crop_size), device=images.device)
         crops = cut_crops(images, grid.expand(batch, -1, -1), crop_size)  # (B, N, 3, s, s)
         return _to_float(crops)
 

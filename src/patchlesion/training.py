@@ -57,7 +57,7 @@ def predict_probabilities(
     out = []
     for start in range(0, len(images), per_batch):
         batch = images[start : start + per_batch].to(device)
-        crops = strategy.evaluation_input(batch, spec.n_crops, settings.crop_size)  # (B, N, 3, s, s)
+        crops = strategy.evaluation_input(batch, spec, settings.crop_size)  # (B, N, 3, s, s)
         if strategy.combine == "softmax_mean":
             probabilities = model.crop_logits(crops).softmax(dim=-1).mean(dim=1)
         else:
@@ -132,7 +132,7 @@ def train_run(
         loss_sum, seen = 0.0, 0
         for start in range(0, len(order), settings.batch_size):  # drop_last=False, as the authors' loader
             idx = order[start : start + settings.batch_size]
-            crops = strategy.training_input(train_images[idx].to(device), spec.n_crops, settings.crop_size, generator)
+            crops = strategy.training_input(train_images[idx].to(device), spec, settings.crop_size, generator)
             target = train_labels[idx].to(device)
             loss = criterion(model(crops), target)
             optimizer.zero_grad(set_to_none=True)
