@@ -132,3 +132,47 @@ def test_densenet_features_keep_norm5_without_final_relu():
     backbone.eval()
     out = backbone(torch.rand(1, 3, 64, 64))
     assert (out < 0).any(), "a ReLU after norm5 would make every pooled feature non-negative"
+
+
+def _old_densenet_key(key: str) -> str:
+    # the released torchvision checkpoint spells 'norm1' as 'norm.1' (see backbones._DENSENET_OLD_KEY)
+    import re
+
+    return re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", key)
+
+
+@pytest.mark.parametrize("name", ["densenet121", "inception_v3", "se_resnext50"])
+def test_pretrained_backbones_load_the_cached_imagenet_file(name, tmp_path, monkeypatch):
+    import hashlib
+
+    import pretrainedmodels
+    from torchvision.models import densenet121, inception_v3
+
+    from patchlesion import weights
+
+    torch.manual_seed(1)
+    full = {
+        "densenet121": lambda: densenet121(weights=None),
+        "inception_v3": lambda: inception_v3(weights=None, aux_logits=True, init_weights=False),
+        "se_resnext50": lambda: pretrainedmodels.__dict__["se_resnext50_32x4d"](num_classes=1000, pretrained=None),
+    }[name]()
+    state = full.state_dict()
+    if name == "densenet121":  # the released file: old key names, no num_batches_tracked
+        state = {_old_densenet_key(k): v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+        assert any(".norm.1." in k for k in state)
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(state, cache / "w.pth")
+    digest = hashlib.sha256((cache / "w.pth").read_bytes()).hexdigest()
+    monkeypatch.setitem(weights.PRETRAINED, name, weights.WeightFile(url="http://127.0.0.1:9/w.pth", file="w.pth", hash_prefix=digest[:8]))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    backbone, _ = build_backbone(name, pretrained=True)
+    first_conv = next(m for m in backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    reference = next(m for m in full.modules() if isinstance(m, torch.nn.Conv2d))
+    assert torch.equal(first_conv.weight, reference.weight)
+
+
+def test_missing_weight_file_names_where_to_put_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(PatchlesionError, match="densenet121-a639ec97.pth"):
+        build_backbone("densenet121", pretrained=True)

@@ -38,6 +38,8 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=d.seed)
     group.add_argument("--device", default=d.device, help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
     group.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    group.add_argument("--pretrained", action="store_true", help="start from the cached ImageNet weights")
+    group.add_argument("--torch-home", default=None, help="weight cache folder (default: $TORCH_HOME or resources/torch)")
 
 
 def _settings(args: argparse.Namespace):
@@ -47,6 +49,7 @@ def _settings(args: argparse.Namespace):
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         lr_halving_epochs=tuple(args.lr_halving_epochs), validation_every=args.validation_every,
         image_size=tuple(args.image_size), crop_size=args.crop_size, seed=args.seed, device=args.device,
+        pretrained=args.pretrained,
     )  # fmt: skip
 
 
@@ -58,6 +61,10 @@ def _read_csv(path: str, what: str) -> pd.DataFrame:
 
 
 def _set_threads(args: argparse.Namespace) -> None:
+    if getattr(args, "torch_home", None):
+        import os
+
+        os.environ["TORCH_HOME"] = args.torch_home
     if getattr(args, "threads", None):
         import torch
 
@@ -121,9 +128,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_table(args: argparse.Namespace) -> None:
-    from patchlesion.runs import RunSpec, paper_row
+    from patchlesion.runs import RunSpec
     from patchlesion.tables import summarise_folds, write_table
 
+    labels = dict(args.label or [])
     records = []
     for path in args.metrics:
         try:
@@ -132,12 +140,20 @@ def cmd_table(args: argparse.Namespace) -> None:
             raise PatchlesionError(f"{path}: cannot read test metrics ({error}).") from error
         spec = RunSpec.from_name(metrics["run"])
         records.append(
-            {"table": args.table, "backbone": spec.backbone, "row": paper_row(args.table, spec), "fold": metrics["fold"],
+            {"table": args.table, "backbone": spec.backbone, "row": labels.get(spec.name, spec.name), "fold": metrics["fold"],
              **{k: metrics[k] for k in ("mc_sensitivity", "mc_specificity", "f1")}}
         )  # fmt: skip
     table = summarise_folds(records)
     write_table(table, args.csv, args.markdown, title=args.title or f"Table {args.table}")
     log.info("table %s with %d rows written to %s and %s", args.table, len(table), args.csv, args.markdown)
+
+
+def cmd_fetch_weights(args: argparse.Namespace) -> None:
+    from patchlesion.weights import fetch_weights
+
+    for name in args.backbones:
+        path = fetch_weights(name, home=args.torch_home)
+        log.info("%s weights ready at %s", name, path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,7 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", required=True)
     p.add_argument("--markdown", required=True)
     p.add_argument("--title", default=None)
+    p.add_argument("--label", nargs=2, action="append", metavar=("RUN", "ROW"), help="the paper's row label of a run")
     p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("fetch-weights", help="download ImageNet weights into the local cache (checksum verified)")
+    p.add_argument("backbones", nargs="+")
+    p.add_argument("--torch-home", default=None, help="cache folder (default: $TORCH_HOME or resources/torch)")
+    p.set_defaults(func=cmd_fetch_weights)
     return parser
 
 

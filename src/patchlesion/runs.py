@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from patchlesion.balancing import BALANCINGS
 from patchlesion.errors import PatchlesionError
 
-__all__ = ["RunSpec", "TrainSettings", "TABLE_II_ROWS", "paper_row"]
+__all__ = ["RunSpec", "TrainSettings"]
 
 
 @dataclass(frozen=True)
@@ -163,6 +163,8 @@ class TrainSettings:
     crop_size: int = 224
     seed: int = 0
     device: str = "auto"
+    #: ImageNet initialisation of the real backbones (the paper's setting); ``tiny`` has no weights.
+    pretrained: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lr_halving_epochs", tuple(int(e) for e in self.lr_halving_epochs))
@@ -184,13 +186,3 @@ class TrainSettings:
         """The settings as a plain dict (for run.json)."""
         return asdict(self)
 
-
-#: Row labels of the paper's Table II by (input strategy, aggregation).
-TABLE_II_ROWS: dict[tuple[str, str], str] = {("multi_crop", "mean"): "Multi-Crop"}
-
-
-def paper_row(table: str, spec: RunSpec) -> str:
-    """The paper's row label of a run in ``table`` (its own name where the paper has no such row)."""
-    if table == "II":
-        return TABLE_II_ROWS.get((spec.strategy, spec.aggregation), spec.name)
-    return spec.name

@@ -12,14 +12,27 @@ from dataclasses import dataclass
 
 import torch
 
-from patchlesion.augment import augment
-from patchlesion.crops import crop_grid, cut_crops, random_crop_positions
+import torch.nn.functional as F
 
-__all__ = ["STRATEGIES", "InputStrategy", "MultiCrop", "get_strategy"]
+from patchlesion.augment import augment
+from patchlesion.crops import centre_box, crop_grid, cut_crops, random_crop_positions, random_resized_boxes, resize_boxes
+
+__all__ = ["STRATEGIES", "Downsample", "InputStrategy", "MultiCrop", "OrderedCrop", "SingleCrop", "get_strategy"]
+
+#: Side of Single-Crop's evaluation centre crop relative to the crop size in the authors' code (336 px for 224).
+CODE_CENTRE_FACTOR = 1.5
+#: Fraction of the image's height and width covered by Single-Crop's evaluation centre crop in the paper.
+PAPER_CENTRE_FRACTION = 0.85
 
 
 def _to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255.0)
+
+
+def _resize(images: torch.Tensor, crop_size: int) -> torch.Tensor:
+    """Float ``(B, C, h, w)`` -> ``(B, C, s, s)``, bilinear with antialiasing (aspect not kept)."""
+    resized = F.interpolate(images, size=(crop_size, crop_size), mode="bilinear", align_corners=False, antialias=True)
+    return resized.clamp_(0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,10 @@ class InputStrategy:
             )
         if spec.patch_dropout and self.name != "ordered":
             raise PatchlesionError(f"run {spec.name}: patch dropout applies to Ordered-Crop training only (strategy 'ordered').")
+        if self.name in ("downsample", "single_crop") and spec.n_crops != 1:
+            raise PatchlesionError(f"run {spec.name}: {self.name} feeds one input per image; set n_crops to 1.")
+        if self.name == "ordered" and spec.n_crops == 1 and spec.aggregation == "gru":
+            raise PatchlesionError(f"run {spec.name}: a GRU over one crop is not a sequence model; use n_crops > 1.")
 
 
 @dataclass(frozen=True)
@@ -72,7 +89,83 @@ class MultiCrop(InputStrategy):
         return _to_float(crops)
 
 
-STRATEGIES: dict[str, InputStrategy] = {s.name: s for s in (MultiCrop(),)}
+@dataclass(frozen=True)
+class Downsample(InputStrategy):
+    """Downsampling (Sec. II-D): the whole image resized to ``s x s`` (aspect not kept, bilinear,
+    antialiased), then flips and colour jitter in training; the same resize alone at evaluation."""
+
+    name: str = "downsample"
+    combine: str = "softmax_mean"
+
+    def training_input(self, images, spec, crop_size, generator):
+        resized = _resize(_to_float(images), crop_size)  # (B, 3, s, s)
+        return augment(resized, generator).unsqueeze(1)  # (B, 1, 3, s, s)
+
+    def evaluation_input(self, images, spec, crop_size):
+        return _resize(_to_float(images), crop_size).unsqueeze(1)  # (B, 1, 3, s, s)
+
+
+@dataclass(frozen=True)
+class SingleCrop(InputStrategy):
+    """Single-Crop (Sec. II-D): torchvision's ``RandomResizedCrop(s)`` (scale 0.08-1, ratio 3/4-4/3),
+    then flips and colour jitter in training; a resized centre crop at evaluation: a square of
+    1.5 x s px (``centre_crop="code"``, the released code) or 85 % of the image's height and width
+    (``"paper"``)."""
+
+    name: str = "single_crop"
+    combine: str = "softmax_mean"
+
+    def training_input(self, images, spec, crop_size, generator):
+        batch, _, height, width = images.shape
+        boxes = random_resized_boxes(batch, (width, height), generator)  # (B, 4): top, left, h, w
+        crops = resize_boxes(_to_float(images), boxes, crop_size).clamp_(0.0, 1.0)  # (B, 3, s, s)
+        return augment(crops, generator).unsqueeze(1)  # (B, 1, 3, s, s)
+
+    def evaluation_input(self, images, spec, crop_size):
+        top, left, h, w = self.centre_box(images.shape, spec, crop_size)
+        crops = _to_float(images[:, :, top : top + h, left : left + w])  # (B, 3, h, w)
+        return _resize(crops, crop_size).unsqueeze(1)  # (B, 1, 3, s, s)
+
+    @staticmethod
+    def centre_box(shape, spec, crop_size: int) -> tuple[int, int, int, int]:
+        """Evaluation box ``(top, left, h, w)`` of images of ``shape`` ``(B, 3, H, W)``."""
+        height, width = shape[-2:]
+        if spec.centre_crop == "paper":
+            size = (round(PAPER_CENTRE_FRACTION * height), round(PAPER_CENTRE_FRACTION * width))
+        else:
+            side = round(CODE_CENTRE_FACTOR * crop_size)
+            size = (side, side)
+        return centre_box((width, height), size)
+
+
+@dataclass(frozen=True)
+class OrderedCrop(InputStrategy):
+    """Ordered-Crop (Sec. II-D): flips and colour jitter on the whole image, then the ``n_crops``
+    fixed grid crops of evaluation, each zeroed with probability ``patch_dropout`` per sample
+    (patch dropout, training only); the grid crops alone at evaluation; the model aggregates them."""
+
+    name: str = "ordered"
+    combine: str = "model"
+
+    def training_input(self, images, spec, crop_size, generator):
+        batch, _, height, width = images.shape
+        augmented = augment(_to_float(images), generator)  # (B, 3, H, W): whole image first (METHOD §6)
+        grid = torch.tensor(crop_grid(spec.n_crops, (width, height), crop_size), device=images.device)
+        crops = cut_crops(augmented, grid.expand(batch, -1, -1), crop_size)  # (B, N, 3, s, s)
+        if spec.patch_dropout > 0:
+            # independent per sample and crop; no rescaling, no guarantee that a crop survives (METHOD §3.2)
+            keep = torch.rand(batch, spec.n_crops, generator=generator) >= spec.patch_dropout  # (B, N)
+            crops = crops * keep.to(device=crops.device, dtype=crops.dtype)[:, :, None, None, None]
+        return crops
+
+    def evaluation_input(self, images, spec, crop_size):
+        batch, _, height, width = images.shape
+        grid = torch.tensor(crop_grid(spec.n_crops, (width, height), crop_size), device=images.device)
+        crops = cut_crops(images, grid.expand(batch, -1, -1), crop_size)  # (B, N, 3, s, s)
+        return _to_float(crops)
+
+
+STRATEGIES: dict[str, InputStrategy] = {s.name: s for s in (MultiCrop(), Downsample(), SingleCrop(), OrderedCrop())}
 
 
 def get_strategy(name: str) -> InputStrategy:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from patchlesion.balancing import make_loss
+from patchlesion.balancing import EpochSampler, make_loss
 from patchlesion.classes import CLASSES
 from patchlesion.errors import PatchlesionError
 from patchlesion.ham10000 import load_image
@@ -107,7 +107,8 @@ def train_run(
     generator = torch.Generator().manual_seed(seed)
     strategy = get_strategy(spec.strategy)
 
-    labels = index.set_index("image_id")["label"]
+    by_id = index.set_index("image_id")
+    labels = by_id["label"]
     train_ids, val_ids = select(split, fold, "train"), select(split, fold, "val")
     log.info("run %s fold %d: %d training, %d validation images, device %s", spec.name, fold, len(train_ids), len(val_ids), device)
     started = time.perf_counter()
@@ -117,8 +118,12 @@ def train_run(
     val_labels = labels.loc[val_ids].to_numpy()
     log.info("decoded %d images in %.1f s", len(train_ids) + len(val_ids), time.perf_counter() - started)
 
-    model = build_model(spec, len(CLASSES)).to(device)
-    criterion = make_loss(spec.balancing, train_labels.numpy(), len(CLASSES), spec.k, device)
+    model = build_model(spec, len(CLASSES), pretrained=settings.pretrained).to(device)
+    sampler = EpochSampler(spec.balancing, train_labels.numpy(), generator)
+    criterion = make_loss(
+        spec.balancing, train_labels.numpy(), len(CLASSES), spec.k, device,
+        train_dx_types=by_id.loc[train_ids, "dx_type"].to_numpy(), diagnosis_scope=spec.diagnosis_scope,
+    )  # fmt: skip
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=_lr_milestones(settings), gamma=0.5)
     validate_at = set(settings.validation_epochs())
@@ -128,13 +133,13 @@ def train_run(
         epoch_start = time.perf_counter()
         model.train()
         learning_rate = optimizer.param_groups[0]["lr"]
-        order = torch.randperm(len(train_ids), generator=generator)
+        order = sampler.epoch_order()  # positions into the training list (Sec. II-F sampling)
         loss_sum, seen = 0.0, 0
         for start in range(0, len(order), settings.batch_size):  # drop_last=False, as the authors' loader
             idx = order[start : start + settings.batch_size]
             crops = strategy.training_input(train_images[idx].to(device), spec, settings.crop_size, generator)
             target = train_labels[idx].to(device)
-            loss = criterion(model(crops), target)
+            loss = criterion(model(crops), target, idx.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

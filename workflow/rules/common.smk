@@ -1,11 +1,14 @@
 # All Python of the workflow: config validation, presets, wildcard constraints, input functions.
 import copy
 import os
+import re
+import shlex
 import sys
 
 from snakemake.utils import update_config, validate
 
 from patchlesion.runs import RunSpec
+from patchlesion.weights import PRETRAINED
 
 SCHEMA = "../schemas/config.schema.yaml"
 
@@ -59,14 +62,24 @@ DATASET = config["dataset"]
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 
-def table_runs(table):
-    """Canonical run names of one table's rows for every configured backbone, in config order."""
-    names = []
+def table_rows(table):
+    """(canonical run name, paper row label) of one table's rows for every configured backbone."""
+    rows = []
     for backbone in config["backbones"]:
         for row in config[table]:
             fields = {key: value for key, value in row.items() if key != "row"}
-            names.append(RunSpec(backbone=backbone, **fields).name)
-    return list(dict.fromkeys(names))
+            rows.append((RunSpec(backbone=backbone, **fields).name, row["row"]))
+    return rows
+
+
+def table_runs(table):
+    """Canonical run names of one table, each once, in config order."""
+    return list(dict.fromkeys(name for name, _ in table_rows(table)))
+
+
+def table_labels(table):
+    """Command-line options naming each run's row in the paper's table."""
+    return " ".join(f"--label {name} {shlex.quote(label)}" for name, label in table_rows(table))
 
 
 def all_runs():
@@ -78,6 +91,7 @@ wildcard_constraints:
     dataset="ham10000|synthetic",
     run="|".join(all_runs()) or "no-runs",
     fold=r"\d+",
+    weights_file="|".join(re.escape(entry.file) for entry in PRETRAINED.values()),
 
 
 def dataset_dir(wildcards):
@@ -107,7 +121,32 @@ def settings_args(wildcards):
         f"--learning-rate {config['learning_rate'][backbone]} --lr-halving-epochs {halving} "
         f"--validation-every {config['validation_every']} --image-size {width} {height} "
         f"--crop-size {config['crop_size']} --seed {config['seed']} --device {config['device']}"
+        + (" --pretrained --torch-home resources/torch" if uses_weights(backbone) else "")
     )
+
+
+def uses_weights(backbone):
+    """Whether runs of this backbone start from the cached ImageNet weights."""
+    return config["pretrained"] and backbone in PRETRAINED
+
+
+def weights_input(wildcards):
+    """The cached ImageNet weights a training job needs (none for random initialisation)."""
+    backbone = RunSpec.from_name(wildcards.run).backbone
+    if not uses_weights(backbone):
+        return []
+    return [f"resources/torch/hub/checkpoints/{PRETRAINED[backbone].file}"]
+
+
+def weights_backbone(wildcards):
+    """The backbone whose ImageNet weights are stored in a cache file."""
+    return next(name for name, entry in PRETRAINED.items() if entry.file == wildcards.weights_file)
+
+
+def test_model(wildcards):
+    """The model of a fold that is evaluated on the test part (config key test_checkpoint)."""
+    name = "model.pt" if config["test_checkpoint"] == "best" else "model_last.pt"
+    return f"results/{wildcards.dataset}/runs/{wildcards.run}/fold{wildcards.fold}/{name}"
 
 
 def final_outputs():

@@ -57,3 +57,17 @@ rule split:
     shell:
         "patchlesion split --index {input} --method {params.method} --seed {params.seed} "
         "--out {output} > {log} 2>&1"
+
+
+rule fetch_weights:
+    output:
+        "resources/torch/hub/checkpoints/{weights_file}",
+    params:
+        backbone=weights_backbone,
+    log:
+        "results/logs/fetch_weights/{weights_file}.log",
+    retries: 2
+    conda:
+        "../../envs/patchlesion.yaml"
+    shell:
+        "patchlesion fetch-weights {params.backbone} --torch-home resources/torch > {log} 2>&1"

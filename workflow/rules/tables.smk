@@ -14,10 +14,12 @@ rule table2:
             category="Tables",
             labels={"table": "II", "format": "Markdown"},
         ),
+    params:
+        labels=table_labels("table2"),
     log:
         "results/{dataset}/logs/table2.log",
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion table --table II --title 'Table II ({wildcards.dataset})' --metrics {input} "
+        "patchlesion table --table II --title 'Table II ({wildcards.dataset})' --metrics {input} {params.labels} "
         "--csv {output.csv} --markdown {output.markdown} > {log} 2>&1"

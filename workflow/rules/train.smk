@@ -2,6 +2,7 @@ rule train:
     input:
         index="results/{dataset}/index.csv",
         split="results/{dataset}/split.csv",
+        weights=weights_input,
     output:
         model="results/{dataset}/runs/{run}/fold{fold}/model.pt",
         last="results/{dataset}/runs/{run}/fold{fold}/model_last.pt",
@@ -29,7 +30,7 @@ rule evaluate:
     input:
         index="results/{dataset}/index.csv",
         split="results/{dataset}/split.csv",
-        model="results/{dataset}/runs/{run}/fold{fold}/model.pt",
+        model=test_model,
     output:
         predictions="results/{dataset}/runs/{run}/fold{fold}/predictions.csv",
         metrics="results/{dataset}/runs/{run}/fold{fold}/metrics.json",

@@ -1,0 +1,291 @@
+"""ImageNet-pretrained weights: a local, checksummed cache in torch.hub's layout.
+
+The three backbones of the paper start from ImageNet weights published as single ``.pth`` files:
+torchvision's DenseNet121 and InceptionV3 and Cadene's ``pretrainedmodels`` SE-ResNeXt50. They are
+kept under ``$TORCH_HOME/hub/checkpoints/<file>`` (torch.hub's cache layout, so an existing torch
+cache can be reused by pointing ``TORCH_HOME`` at it), default ``resources/torch``.
+
+:func:`fetch_weights` downloads a file once (streamed to ``<file>.partial``, verified, then
+atomically renamed), :func:`load_pretrained_state` reads it without any network access. Every file
+is verified against the torch.hub convention: the SHA-256 of the file starts with the 8 hex digits
+in its name (``densenet121-a639ec97.pth``); when the full SHA-256 is known it is checked too.
+On an offline cluster, copy the files into the cache folder by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from patchlesion import __version__
+from patchlesion.errors import PatchlesionError
+
+__all__ = [
+    "PRETRAINED",
+    "WeightFile",
+    "fetch_weights",
+    "file_sha256",
+    "load_pretrained_state",
+    "main_fetch",
+    "torch_home",
+    "verify_weights",
+    "weights_path",
+]
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"patchlesion/{__version__}"
+#: Seconds before the first retry; doubled after each failed attempt (tests set it near 0).
+BACKOFF_BASE = 2.0
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """Where a pretrained checkpoint comes from and how to recognise it.
+
+    ``hash_prefix`` is the torch.hub convention: the first hex digits of the file's SHA-256, also
+    embedded in the file name. ``sha256``, when known, is the full digest and is checked as well.
+    """
+
+    url: str
+    file: str
+    hash_prefix: str
+    sha256: str | None = None
+
+
+PRETRAINED: dict[str, WeightFile] = {
+    "densenet121": WeightFile(
+        url="https://download.pytorch.org/models/densenet121-a639ec97.pth",
+        file="densenet121-a639ec97.pth",
+        hash_prefix="a639ec97",
+    ),
+    "inception_v3": WeightFile(
+        url="https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+        file="inception_v3_google-0cc3c7bd.pth",
+        hash_prefix="0cc3c7bd",
+        sha256="0cc3c7bd75056d25e46cba549dc184522069b81e9787eff6df84f397bd52a5ef",
+    ),
+    "se_resnext50": WeightFile(
+        url="http://data.lip6.fr/cadene/pretrainedmodels/se_resnext50_32x4d-a260b3a4.pth",
+        file="se_resnext50_32x4d-a260b3a4.pth",
+        hash_prefix="a260b3a4",
+    ),
+}
+
+
+def _entry(name: str) -> WeightFile:
+    try:
+        return PRETRAINED[name]
+    except KeyError:
+        known = ", ".join(sorted(PRETRAINED))
+        raise PatchlesionError(
+            f"no pretrained weights are known for backbone {name!r}; known: {known}"
+        ) from None
+
+
+def torch_home(default: str | os.PathLike = "resources/torch") -> Path:
+    """The weight cache root: ``$TORCH_HOME`` if set (and non-empty), else ``default``."""
+    env = os.environ.get("TORCH_HOME")
+    return Path(env) if env else Path(default)
+
+
+def weights_path(name: str, home: str | os.PathLike | None = None) -> Path:
+    """Where backbone ``name``'s checkpoint lives: ``<home>/hub/checkpoints/<file>``.
+
+    ``home`` defaults to :func:`torch_home`. This is torch.hub's layout, so an existing torch
+    cache (``~/.cache/torch``) can be reused as ``home``.
+    """
+    root = Path(home) if home is not None else torch_home()
+    return root / "hub" / "checkpoints" / _entry(name).file
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The hex SHA-256 digest of the file at ``path``, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _hash_ok(entry: WeightFile, actual: str) -> bool:
+    if not actual.startswith(entry.hash_prefix.lower()):
+        return False
+    return entry.sha256 is None or actual == entry.sha256.lower()
+
+
+def _expected(entry: WeightFile) -> str:
+    if entry.sha256:
+        return entry.sha256
+    return f"{entry.hash_prefix}... (SHA-256 prefix)"
+
+
+def verify_weights(name: str, path: str | os.PathLike) -> None:
+    """Check the file at ``path`` against backbone ``name``'s SHA-256 prefix (and full hash).
+
+    Raises :class:`PatchlesionError` naming the file, the expected and the actual hash.
+    """
+    entry = _entry(name)
+    actual = file_sha256(path)
+    if not _hash_ok(entry, actual):
+        raise PatchlesionError(
+            f"{path}: SHA-256 mismatch for the {name} weights: expected {_expected(entry)}, "
+            f"got {actual}. The file is corrupted or not the expected checkpoint; delete it and "
+            f"run `patchlesion fetch-weights {name}` again."
+        )
+
+
+def _how_to_get(name: str, path: Path, url: str) -> str:
+    return (
+        f"Download it with `snakemake fetch_weights` or `patchlesion fetch-weights {name}`, or "
+        f"(e.g. on an offline cluster) download {url} elsewhere and copy it to {path}."
+    )
+
+
+def _download_once(url: str, partial: Path, timeout: float) -> str:
+    """Stream ``url`` into ``partial``; return the SHA-256 of what was written."""
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    digest = hashlib.sha256()
+    received = 0
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        length = response.headers.get("Content-Length")
+        expected_len = int(length) if length and length.isdigit() else None
+        with open(partial, "wb") as out:
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    if expected_len is not None and received != expected_len:
+        raise http.client.IncompleteRead(b"", expected_len - received)
+    return digest.hexdigest()
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code >= 500 or exc.code in (408, 429)
+    return isinstance(
+        exc, (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
+    )
+
+
+def fetch_weights(
+    name: str,
+    home: str | os.PathLike | None = None,
+    url: str | None = None,
+    timeout: float = 60,
+    retries: int = 3,
+    backoff: float | None = None,
+) -> Path:
+    """Make sure backbone ``name``'s checkpoint is in the cache; return its path.
+
+    If the file already exists with the right hash, nothing is downloaded. Otherwise it is
+    fetched from ``url`` (default: the entry's URL in :data:`PRETRAINED`) with an explicit
+    ``User-Agent``, a per-operation ``timeout`` in seconds and up to ``retries`` retries on network
+    errors and HTTP 5xx, waiting ``backoff * 2**k`` seconds (default :data:`BACKOFF_BASE`). The
+    download is streamed to ``<file>.partial`` in the cache folder, verified against the SHA-256
+    prefix (and full hash when known) and only then renamed atomically to its final name, so a
+    half-written or wrong file never appears under that name.
+
+    Raises :class:`PatchlesionError` on a hash mismatch (naming the file, expected and actual
+    hash), on HTTP 403/404 and other client errors (naming the URL and status and the path where
+    the file may be placed by hand), and when all attempts failed.
+    """
+    entry = _entry(name)
+    target = weights_path(name, home)
+    if target.is_file() and _hash_ok(entry, file_sha256(target)):
+        return target
+    url = url or entry.url
+    base = BACKOFF_BASE if backoff is None else backoff
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+
+    last_error: BaseException | None = None
+    for attempt in range(retries + 1):
+        if attempt:
+            delay = base * 2 ** (attempt - 1)
+            log.warning(
+                "download of %s failed (%s); retry %d/%d in %.1f s",
+                url, last_error, attempt, retries, delay,
+            )
+            time.sleep(delay)
+        try:
+            actual = _download_once(url, partial, timeout)
+        except urllib.error.HTTPError as exc:
+            partial.unlink(missing_ok=True)
+            if not _retryable(exc):
+                raise PatchlesionError(
+                    f"downloading the {name} weights from {url} failed with HTTP {exc.code} "
+                    f"({exc.reason}). " + _how_to_get(name, target, url)
+                ) from None
+            last_error = exc
+            continue
+        except BaseException as exc:
+            partial.unlink(missing_ok=True)
+            if not _retryable(exc):
+                raise
+            last_error = exc
+            continue
+        if not _hash_ok(entry, actual):
+            partial.unlink(missing_ok=True)
+            raise PatchlesionError(
+                f"{target}: SHA-256 mismatch for the {name} weights downloaded from {url}: "
+                f"expected {_expected(entry)}, got {actual}; the download was discarded. "
+                + _how_to_get(name, target, url)
+            )
+        os.replace(partial, target)
+        return target
+
+    raise PatchlesionError(
+        f"downloading the {name} weights from {url} failed after {retries + 1} attempts "
+        f"(last error: {last_error}). " + _how_to_get(name, target, url)
+    )
+
+
+def load_pretrained_state(name: str, home: str | os.PathLike | None = None) -> dict:
+    """Load backbone ``name``'s ImageNet state dict from the cache, on the CPU, without network.
+
+    The file's SHA-256 prefix (and full hash when known) is verified before loading, and it is
+    read with ``torch.load(map_location="cpu", weights_only=True)``. The keys are returned as
+    stored: e.g. torchvision's old DenseNet checkpoint still needs its ``norm.1``-style keys
+    remapped by the caller. Raises :class:`PatchlesionError` if the file is missing (saying where it
+    is expected and how to get it), corrupted or unreadable.
+    """
+    import torch
+
+    entry = _entry(name)
+    path = weights_path(name, home)
+    if not path.is_file():
+        raise PatchlesionError(
+            f"pretrained {name} weights not found at {path}. " + _how_to_get(name, path, entry.url)
+        )
+    verify_weights(name, path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        raise PatchlesionError(f"{path}: cannot load the {name} weights: {exc}") from exc
+    if not isinstance(state, dict):
+        raise PatchlesionError(
+            f"{path}: expected a state dict for the {name} weights, got {type(state).__name__}"
+        )
+    return state
+
+
+def main_fetch(names: list[str], home: str | os.PathLike | None = None) -> None:
+    """Fetch the weights of each backbone in ``names`` (all known ones if empty); print the paths.
+
+    Meant for a ``fetch-weights`` CLI subcommand; errors propagate as :class:`PatchlesionError`.
+    """
+    for name in names or sorted(PRETRAINED):
+        path = fetch_weights(name, home)
+        print(f"{name}: {path}", file=sys.stdout)
