@@ -197,24 +197,12 @@ def test_unknown_attention_or_normalisation_is_rejected():
         PatchLesionModel("tiny", 7, "mean", 5, normalisation="zscore")
 
 
-class _Spec:
-    """Stand-in for a RunSpec: build_model needs only these fields (strategy checks live elsewhere)."""
-
-    def __init__(self, **fields):
-        self.backbone, self.n_crops, self.aggregation = "tiny", 5, "mean"
-        self.__dict__.update(fields)
-
-    def check_registries(self) -> None:
-        pass
-
-
 def test_build_model_passes_attention_and_normalisation():
-    model = build_model(_Spec(aggregation="gru", attention="end", normalisation="imagenet"), 7)
+    spec = RunSpec("tiny", strategy="ordered", n_crops=5, aggregation="gru", attention="end", normalisation="imagenet")
+    model = build_model(spec, 7)
     assert model.attention == "end" and model.normalisation == "imagenet"
     assert model.initial_attention is None and model.end_attention is not None
     assert isinstance(model.head, GRUHead) and model.n_crops == 5
-    legacy = build_model(_Spec(), 7)  # a spec without the two fields gets the defaults
-    assert legacy.attention == "none" and legacy.normalisation == "none"
     default = build_model(RunSpec("tiny", n_crops=5), 7)
     assert default.attention == "none" and default.normalisation == "none"
     assert default.initial_attention is None and default.end_attention is None

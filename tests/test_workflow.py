@@ -98,7 +98,9 @@ def test_workflow_end_to_end_on_tiny_synthetic_data(tmp_path):
     assert len(meta) == 120
     split = pd.read_csv(results / "split.csv")
     assert sorted(split["part"].unique()) == [0, 1, 2, 3]
-    run = results / "runs" / "tiny-multi_crop-nc9-mean-loss_weighting-k1"
+    runs = sorted(p.name for p in (results / "runs").iterdir())
+    assert len(runs) == 7  # the seven rows of Table II
+    run = results / "runs" / "tiny-ordered-nc9-mean-loss_weighting-k1-attinitial-pd0.1"
     for fold in (1, 2, 3):
         metrics = json.loads((run / f"fold{fold}" / "metrics.json").read_text())
         assert metrics["n_images"] == (split["part"] == 0).sum()
@@ -109,8 +111,9 @@ def test_workflow_end_to_end_on_tiny_synthetic_data(tmp_path):
         log = (results / "logs" / "train" / run.name / f"fold{fold}.log").read_text()
         assert "epoch 1/2" in log and "epoch 2/2" in log
     table = pd.read_csv(results / "tables" / "table2.csv")
-    assert len(table) == 1 and table.loc[0, "n_folds"] == 3
-    assert "Multi-Crop" in (results / "tables" / "table2.md").read_text()
+    assert list(table["row"]) == ["Downsampling", "Single-Crop", "Multi-Crop", "GRU", "Initial Attention", "End Attention", "Dual Attention"]
+    assert (table["n_folds"] == 3).all()
+    assert "Initial Attention" in (results / "tables" / "table2.md").read_text()
 
     again = snakemake("-n", *args)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -112,8 +112,8 @@ def build_model(spec: RunSpec, n_classes: int, pretrained: bool = False) -> Patc
         n_classes,
         spec.aggregation,
         spec.n_crops,
-        attention=getattr(spec, "attention", "none"),
-        normalisation=getattr(spec, "normalisation", "none"),
+        attention=spec.attention,
+        normalisation=spec.normalisation,
         pretrained=pretrained,
     )
 

@@ -146,7 +146,8 @@ def verify_weights(name: str, path: str | os.PathLike) -> None:
 
 def _how_to_get(name: str, path: Path, url: str) -> str:
     return (
-        f"Download it with `snakemake fetch_weights` or `patchlesion fetch-weights {name}`, or "
+        f"Download it with `snakemake {path}` (the workflow's fetch_weights rule) or "
+        f"`patchlesion fetch-weights {name} --torch-home {path.parents[2]}`, or "
         f"(e.g. on an offline cluster) download {url} elsewhere and copy it to {path}."
     )
 

@@ -15,7 +15,7 @@ rule train:
         "results/{dataset}/logs/train/{run}/fold{fold}.log",
     benchmark:
         "results/{dataset}/benchmarks/train/{run}/fold{fold}.tsv"
-    threads: 4
+    threads: 1
     resources:
         gpu=1,
     conda:
@@ -40,7 +40,7 @@ rule evaluate:
         "results/{dataset}/logs/evaluate/{run}/fold{fold}.log",
     benchmark:
         "results/{dataset}/benchmarks/evaluate/{run}/fold{fold}.tsv"
-    threads: 4
+    threads: 1
     resources:
         gpu=1,
     conda:
