@@ -29,6 +29,13 @@ def _to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255.0)
 
 
+def _grid_crops(images: torch.Tensor, n_crops: int, crop_size: int) -> torch.Tensor:
+    """The ``n_crops`` ordered crops of every image: ``(B, 3, H, W)`` -> ``(B, N, 3, s, s)``."""
+    batch, _, height, width = images.shape
+    grid = torch.tensor(crop_grid(n_crops, (width, height), crop_size), device=images.device)
+    return cut_crops(images, grid.expand(batch, -1, -1), crop_size)
+
+
 def _resize(images: torch.Tensor, crop_size: int) -> torch.Tensor:
     """Float ``(B, C, h, w)`` -> ``(B, C, s, s)``, bilinear with antialiasing (aspect not kept)."""
     resized = F.interpolate(images, size=(crop_size, crop_size), mode="bilinear", align_corners=False, antialias=True)
@@ -83,10 +90,7 @@ class MultiCrop(InputStrategy):
         return augment(_to_float(crops), generator).unsqueeze(1)  # (B, 1, 3, s, s)
 
     def evaluation_input(self, images, spec, crop_size):
-        batch, _, height, width = images.shape
-        grid = torch.tensor(crop_grid(spec.n_crops, (width, height), crop_size), device=images.device)
-        crops = cut_crops(images, grid.expand(batch, -1, -1), crop_size)  # (B, N, 3, s, s)
-        return _to_float(crops)
+        return _to_float(_grid_crops(images, spec.n_crops, crop_size))  # (B, N, 3, s, s)
 
 
 @dataclass(frozen=True)
@@ -148,10 +152,9 @@ class OrderedCrop(InputStrategy):
     combine: str = "model"
 
     def training_input(self, images, spec, crop_size, generator):
-        batch, _, height, width = images.shape
+        batch = images.shape[0]
         augmented = augment(_to_float(images), generator)  # (B, 3, H, W): whole image first (METHOD §6)
-        grid = torch.tensor(crop_grid(spec.n_crops, (width, height), crop_size), device=images.device)
-        crops = cut_crops(augmented, grid.expand(batch, -1, -1), crop_size)  # (B, N, 3, s, s)
+        crops = _grid_crops(augmented, spec.n_crops, crop_size)  # (B, N, 3, s, s)
         if spec.patch_dropout > 0:
             # independent per sample and crop; no rescaling, no guarantee that a crop survives (METHOD §3.2)
             keep = torch.rand(batch, spec.n_crops, generator=generator) >= spec.patch_dropout  # (B, N)
@@ -159,10 +162,7 @@ class OrderedCrop(InputStrategy):
         return crops
 
     def evaluation_input(self, images, spec, crop_size):
-        batch, _, height, width = images.shape
-        grid = torch.tensor(crop_grid(spec.n_crops, (width, height), crop_size), device=images.device)
-        crops = cut_crops(images, grid.expand(batch, -1, -1), crop_size)  # (B, N, 3, s, s)
-        return _to_float(crops)
+        return _to_float(_grid_crops(images, spec.n_crops, crop_size))
 
 
 STRATEGIES: dict[str, InputStrategy] = {s.name: s for s in (MultiCrop(), Downsample(), SingleCrop(), OrderedCrop())}
