@@ -50,7 +50,7 @@ def test_config_schema_choices_equal_the_registries():
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     definitions = schema["definitions"]
     assert set(definitions["backbone"]["enum"]) == set(BACKBONES)
-    row = definitions["table_row"]["properties"]
+    row = definitions["run"]["properties"]
     assert set(row["strategy"]["enum"]) == set(STRATEGIES)
     assert set(row["aggregation"]["enum"]) == set(AGGREGATIONS)
     assert set(row["balancing"]["enum"]) == set(BALANCINGS)

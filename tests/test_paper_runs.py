@@ -20,15 +20,19 @@ ATTENTION = {"strategy": "ordered", "aggregation": "mean", "attention": "initial
 
 
 def paper_rows() -> list[dict]:
-    """The rows of Tables II (from config.yaml), III, V and VI (Sec. II-H)."""
+    """The rows of Tables II, III, V and VI as config.yaml describes them (Sec. II-H)."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    rows = [{k: v for k, v in row.items() if k != "row"} for row in config["table2"]]
-    rows += [{**MULTI_CROP, "n_crops": n} for n in (5, 9, 16)]  # Table III
-    rows += [{**ATTENTION, "n_crops": n} for n in (5, 9, 16)]
-    rows += [{**MULTI_CROP, "balancing": b} for b in ("none", "oversampling", "balanced_batches", "loss_weighting")]  # Table V
-    rows += [{**MULTI_CROP, "balancing": "diagnosis_weighting"}]
-    rows += [{**MULTI_CROP, "k": k} for k in (0.5, 0.75, 1.0, 1.25, 1.5)]  # Table VI
-    return rows
+    assert set(config["tables"]) == {"II", "III", "V", "VI"}
+    return [{k: v for k, v in row.items() if k != "row"} for table in config["tables"].values() for row in table["rows"]]
+
+
+def test_config_tables_match_the_paper_experiments():
+    rows = paper_rows()
+    assert len(rows) == 7 + 6 + 5 + 5
+    assert {r["balancing"] for r in rows} == {"none", "oversampling", "balanced_batches", "loss_weighting", "diagnosis_weighting"}
+    assert sorted(r["k"] for r in rows if "k" in r) == [0.5, 0.75, 1.0, 1.25, 1.5]
+    assert sorted(r["n_crops"] for r in rows if r["strategy"] == "multi_crop" and r["balancing"] == "loss_weighting" and "k" not in r) == [5, 9, 9, 9, 16]
+    assert {**MULTI_CROP, "n_crops": 16} in rows and {**ATTENTION, "n_crops": 5} in rows
 
 
 DISTINCT = list(dict.fromkeys(RunSpec(backbone="tiny", **row).name for row in paper_rows()))

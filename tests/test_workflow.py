@@ -27,9 +27,10 @@ def test_paper_preset_plans_three_folds_per_backbone(tmp_path):
     result = snakemake("-n", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path))
     assert result.returncode == 0, result.stderr
     stats = result.stdout + result.stderr
-    # Table II: 7 rows x 3 backbones x 3 folds; ImageNet weights of the 3 backbones fetched once each
-    assert _job_count(stats, "train") == 63
-    assert _job_count(stats, "evaluate") == 63
+    # Tables II, III, V, VI: 19 distinct runs x 3 backbones x 3 folds; weights fetched once per backbone
+    assert _job_count(stats, "train") == 171
+    assert _job_count(stats, "evaluate") == 171
+    assert _job_count(stats, "table") == 4
     assert _job_count(stats, "fetch_weights") == 3
     assert _job_count(stats, "ham10000_missing") == 1
 
@@ -37,7 +38,7 @@ def test_paper_preset_plans_three_folds_per_backbone(tmp_path):
 def test_demo_preset_plans_tiny_backbone(tmp_path):
     result = snakemake("-n", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), "--config", "preset=demo")
     assert result.returncode == 0, result.stderr
-    assert _job_count(result.stdout + result.stderr, "train") == 21  # Table II: 7 rows x 3 folds
+    assert _job_count(result.stdout + result.stderr, "train") == 57  # 19 distinct runs x 3 folds
     assert _job_count(result.stdout + result.stderr, "fetch_weights") == 0  # tiny: no ImageNet weights
     assert "tiny-multi_crop-nc9-mean-loss_weighting-k1" in result.stdout + result.stderr
 
@@ -88,6 +89,7 @@ def test_workflow_end_to_end_on_tiny_synthetic_data(tmp_path):
         "validation_every=1",
         "lr_halving_epochs=[2]",
         "device=cpu",
+        "folds=[1, 2]",  # two folds keep the run short and still give a standard deviation
     ]
     args = ["--cores", "2", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), "--config", *overrides]
     result = snakemake(*args)
@@ -99,9 +101,9 @@ def test_workflow_end_to_end_on_tiny_synthetic_data(tmp_path):
     split = pd.read_csv(results / "split.csv")
     assert sorted(split["part"].unique()) == [0, 1, 2, 3]
     runs = sorted(p.name for p in (results / "runs").iterdir())
-    assert len(runs) == 7  # the seven rows of Table II
+    assert len(runs) == 23  # 19 distinct table rows + 4 more points of the demo's Fig. 5
     run = results / "runs" / "tiny-ordered-nc9-mean-loss_weighting-k1-attinitial-pd0.1"
-    for fold in (1, 2, 3):
+    for fold in (1, 2):
         metrics = json.loads((run / f"fold{fold}" / "metrics.json").read_text())
         assert metrics["n_images"] == (split["part"] == 0).sum()
         predictions = pd.read_csv(run / f"fold{fold}" / "predictions.csv")
@@ -110,10 +112,18 @@ def test_workflow_end_to_end_on_tiny_synthetic_data(tmp_path):
         assert list(history["epoch"]) == [1, 2]
         log = (results / "logs" / "train" / run.name / f"fold{fold}.log").read_text()
         assert "epoch 1/2" in log and "epoch 2/2" in log
-    table = pd.read_csv(results / "tables" / "table2.csv")
+    table = pd.read_csv(results / "tables" / "table_II.csv")
     assert list(table["row"]) == ["Downsampling", "Single-Crop", "Multi-Crop", "GRU", "Initial Attention", "End Attention", "Dual Attention"]
-    assert (table["n_folds"] == 3).all()
-    assert "Initial Attention" in (results / "tables" / "table2.md").read_text()
+    assert (table["n_folds"] == 2).all()
+    assert "Initial Attention" in (results / "tables" / "table_II.md").read_text()
+    assert "\\toprule" in (results / "tables" / "table_II.tex").read_text()
+    for name in ("III", "V", "VI"):
+        assert len(pd.read_csv(results / "tables" / f"table_{name}.csv")) in (5, 6)
+    figures = results / "figures"
+    for name in ("figure4", "figure5", "table_II_confusion", "table_V_curves"):
+        assert (figures / f"{name}.png").stat().st_size > 1000 and (figures / f"{name}.pdf").exists()
+    report = (tmp_path / "results" / "REPORT.md").read_text()
+    assert "Table IV" in report and "synthetic/figures/figure4.png" in report
 
     again = snakemake("-n", *args)
     assert "Nothing to be done" in again.stdout + again.stderr

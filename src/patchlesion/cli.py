@@ -6,6 +6,7 @@
     patchlesion train --index ... --split ... --fold 1 --run tiny-multi_crop-nc9-mean-loss_weighting-k1 --out-dir DIR
     patchlesion evaluate --index ... --split ... --fold 1 --run NAME --model DIR/model.pt --predictions P --metrics M
     patchlesion table --table II --metrics results/*/runs/*/fold*/metrics.json --csv T.csv --markdown T.md
+    patchlesion predict --run NAME --model DIR/model.pt IMAGE.jpg [...] --output P.csv --overlay-dir DIR
 """
 
 from __future__ import annotations
@@ -129,23 +130,114 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_table(args: argparse.Namespace) -> None:
     from patchlesion.runs import RunSpec
-    from patchlesion.tables import summarise_folds, write_table
+    from patchlesion.tables import add_bootstrap_columns, paired_bootstrap_ci, summarise_folds, write_table
 
     labels = dict(args.label or [])
-    records = []
+    records, predictions = [], {}
     for path in args.metrics:
         try:
             metrics = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise PatchlesionError(f"{path}: cannot read test metrics ({error}).") from error
         spec = RunSpec.from_name(metrics["run"])
+        row = labels.get(spec.name, spec.name)
         records.append(
-            {"table": args.table, "backbone": spec.backbone, "row": labels.get(spec.name, spec.name), "fold": metrics["fold"],
+            {"table": args.table, "backbone": spec.backbone, "row": row, "fold": metrics["fold"],
              **{k: metrics[k] for k in ("mc_sensitivity", "mc_specificity", "f1")}}
         )  # fmt: skip
+        predictions.setdefault((spec.backbone, row), []).append(_read_csv(str(Path(path).with_name("predictions.csv")), "test predictions"))
     table = summarise_folds(records)
-    write_table(table, args.csv, args.markdown, title=args.title or f"Table {args.table}")
-    log.info("table %s with %d rows written to %s and %s", args.table, len(table), args.csv, args.markdown)
+    if args.reference:
+        cis = {}
+        for (backbone, row), folds in predictions.items():
+            reference = predictions.get((backbone, args.reference))
+            if reference is None:
+                raise PatchlesionError(f"table {args.table}: no run labelled {args.reference!r} for backbone {backbone}; it is the reference row.")
+            if row != args.reference:
+                cis[(backbone, row)] = paired_bootstrap_ci(reference, folds, seed=args.seed)
+        table = add_bootstrap_columns(table, cis, args.reference)
+    write_table(table, args.csv, args.markdown, title=args.title or f"Table {args.table}", tex_path=args.latex)
+    log.info("table %s with %d rows written to %s", args.table, len(table), ", ".join(p for p in (args.csv, args.markdown, args.latex) if p))
+
+
+def _read_metrics(paths: list[str]) -> list[tuple[Path, dict]]:
+    out = []
+    for path in paths:
+        try:
+            out.append((Path(path), json.loads(Path(path).read_text())))
+        except (OSError, json.JSONDecodeError) as error:
+            raise PatchlesionError(f"{path}: cannot read test metrics ({error}).") from error
+    return out
+
+
+def cmd_table_figures(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from patchlesion.classes import CLASSES
+    from patchlesion.figures import confusion_matrix_figure, training_curves
+    from patchlesion.runs import RunSpec
+
+    labels = dict(args.label or [])
+    runs: dict[str, list[tuple[Path, dict]]] = {}
+    for path, metrics in _read_metrics(args.metrics):
+        runs.setdefault(metrics["run"], []).append((path, metrics))
+
+    def label(run: str) -> str:
+        return f"{RunSpec.from_name(run).backbone} · {labels.get(run, run)}"
+
+    best = max(runs, key=lambda run: np.mean([m["mc_sensitivity"] for _, m in runs[run]]))
+    confusion = np.sum([np.asarray(m["confusion_matrix"]) for _, m in runs[best]], axis=0)
+    confusion_matrix_figure(confusion, CLASSES, [args.confusion, str(Path(args.confusion).with_suffix(".pdf"))], f"Table {args.table}, best run: {label(best)} (folds summed)")
+    histories = {}
+    for run, folds in runs.items():
+        frames = [_read_csv(str(path.with_name("history.csv")), "training history") for path, _ in folds]
+        histories[label(run)] = pd.concat(frames).groupby("epoch", as_index=False).mean(numeric_only=True)
+    training_curves(histories, [args.curves, str(Path(args.curves).with_suffix(".pdf"))], f"Table {args.table}: training curves (mean over folds)")
+    log.info("table %s figures written: best run %s", args.table, best)
+
+
+def cmd_figure4(args: argparse.Namespace) -> None:
+    from patchlesion.classes import CLASSES
+    from patchlesion.crops import crop_grid
+    from patchlesion.figures import figure4
+    from patchlesion.ham10000 import load_image
+    from patchlesion.predict import attention_columns, predict_images
+    from patchlesion.splits import select
+
+    _set_threads(args)
+    index, split = _read_csv(args.index, "image index"), _read_csv(args.split, "split")
+    test = index.set_index("image_id").loc[select(split, args.fold, "test")].reset_index()
+    chosen = test.sort_values("image_id").groupby("class_name", sort=False).head(args.images_per_class)
+    chosen = chosen.sort_values(["label", "image_id"])
+    frame = predict_images(args.run, args.model, list(chosen["path"]), tuple(args.image_size), args.crop_size, args.device)
+    weights = frame[attention_columns(frame)].to_numpy()
+    images = [load_image(path, tuple(args.image_size)) for path in chosen["path"]]
+    positions = crop_grid(weights.shape[1], tuple(args.image_size), args.crop_size)
+    figure4(images, positions, args.crop_size, weights, list(chosen["class_name"]), [args.out, str(Path(args.out).with_suffix(".pdf"))],
+            title=f"Attention weights, {args.run}, fold {args.fold}", predicted_classes=list(frame["predicted_class"]), class_order=CLASSES)  # fmt: skip
+    log.info("figure 4 written to %s (%d test images)", args.out, len(chosen))
+
+
+def cmd_figure5(args: argparse.Namespace) -> None:
+    from patchlesion.figures import figure5
+    from patchlesion.runs import RunSpec
+
+    rows = []
+    for _, metrics in _read_metrics(args.metrics):
+        spec = RunSpec.from_name(metrics["run"])
+        rows.append({"backbone": spec.backbone, "n_crops": spec.n_crops, "p_d": spec.patch_dropout, "fold": metrics["fold"], "mc_sensitivity": 100 * metrics["mc_sensitivity"]})
+    points = pd.DataFrame(rows).groupby(["backbone", "n_crops", "p_d"], as_index=False)["mc_sensitivity"]
+    frame = points.agg(mean="mean", std=lambda v: v.std(ddof=0), n_folds="count")
+    frame.to_csv(args.csv, index=False, float_format="%.2f")
+    figure5(frame, [args.out, str(Path(args.out).with_suffix(".pdf"))], title=f"Patch dropout ({', '.join(frame['backbone'].unique())}, initial attention)", percent=True)
+    log.info("figure 5 written to %s", args.out)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from patchlesion.report import write_report
+
+    write_report(args.results, args.dataset, args.preset, args.out)
+    log.info("report written to %s", args.out)
 
 
 def cmd_fetch_weights(args: argparse.Namespace) -> None:
@@ -154,6 +246,29 @@ def cmd_fetch_weights(args: argparse.Namespace) -> None:
     for name in args.backbones:
         path = fetch_weights(name, home=args.torch_home)
         log.info("%s weights ready at %s", name, path)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from patchlesion.predict import predict_images, write_overlays
+
+    _set_threads(args)
+    frame = predict_images(args.run, args.model, args.images, tuple(args.image_size), args.crop_size, args.device)
+    if args.output is None:
+        frame.to_csv(sys.stdout, index=False, float_format="%.6f")
+    else:
+        output = Path(args.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if output.suffix.lower() == ".json":
+            output.write_text(frame.to_json(orient="records", indent=2) + "\n")
+        else:
+            frame.to_csv(output, index=False, float_format="%.6f")
+        log.info("predictions of %d images written to %s", len(frame), output)
+    if args.overlay_dir is not None:
+        written = write_overlays(frame, args.overlay_dir)
+        if written:
+            log.info("%d attention overlays written to %s", len(written), args.overlay_dir)
+        else:
+            log.warning("run %s has no patch attention: no overlays written", args.run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,12 +318,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", required=True)
     p.add_argument("--title", default=None)
     p.add_argument("--label", nargs=2, action="append", metavar=("RUN", "ROW"), help="the paper's row label of a run")
+    p.add_argument("--latex", default=None, help="also write a booktabs LaTeX table")
+    p.add_argument("--reference", default=None, help="row label the paired bootstrap intervals compare with")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("table-figures", help="confusion matrix of a table's best run and training curves of its runs")
+    p.add_argument("--table", required=True)
+    p.add_argument("--metrics", nargs="+", required=True)
+    p.add_argument("--label", nargs=2, action="append", metavar=("RUN", "ROW"))
+    p.add_argument("--title", default=None)
+    p.add_argument("--reference", default=None, help="accepted for symmetry with `table`; unused")
+    p.add_argument("--confusion", required=True, help="PNG path (a PDF is written beside it)")
+    p.add_argument("--curves", required=True, help="PNG path (a PDF is written beside it)")
+    p.set_defaults(func=cmd_table_figures)
+
+    p = sub.add_parser("figure4", help="Fig. 4: attention weights of a model on test images")
+    p.add_argument("--index", required=True)
+    p.add_argument("--split", required=True)
+    p.add_argument("--run", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--fold", type=int, default=1)
+    p.add_argument("--images-per-class", type=int, default=3)
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"), default=[600, 450])
+    p.add_argument("--crop-size", type=int, default=224)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", required=True, help="PNG path (a PDF is written beside it)")
+    p.set_defaults(func=cmd_figure4)
+
+    p = sub.add_parser("figure5", help="Fig. 5: MC-sensitivity against patch dropout, one line per NC")
+    p.add_argument("--metrics", nargs="+", required=True)
+    p.add_argument("--out", required=True, help="PNG path (a PDF is written beside it)")
+    p.add_argument("--csv", required=True, help="the plotted numbers")
+    p.set_defaults(func=cmd_figure5)
+
+    p = sub.add_parser("report", help="results/REPORT.md linking every table and figure")
+    p.add_argument("--results", default="results")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--preset", default="paper")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("fetch-weights", help="download ImageNet weights into the local cache (checksum verified)")
     p.add_argument("backbones", nargs="+")
     p.add_argument("--torch-home", default=None, help="cache folder (default: $TORCH_HOME or resources/torch)")
     p.set_defaults(func=cmd_fetch_weights)
+
+    p = sub.add_parser("predict", help="classify images with a trained model (CSV to stdout, or --output .csv/.json)")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--run", required=True, help="canonical run name the model was trained as")
+    p.add_argument("--model", required=True, help="model.pt of a training run (weights only)")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"), default=[600, 450], help="training image size")
+    p.add_argument("--crop-size", type=int, default=224, help="training crop size")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    p.add_argument("--output", default=None, help="FILE.csv or FILE.json (default: CSV to stdout)")
+    p.add_argument("--overlay-dir", default=None, help="attention models: write <image stem>_attention.png here")
+    p.set_defaults(func=cmd_predict)
     return parser
 
 

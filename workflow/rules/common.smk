@@ -1,6 +1,7 @@
 # All Python of the workflow: config validation, presets, wildcard constraints, input functions.
 import copy
 import os
+from argparse import Namespace
 import re
 import shlex
 import sys
@@ -62,11 +63,22 @@ DATASET = config["dataset"]
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 
+for table, spec in config["tables"].items():
+    labels = [row["row"] for row in spec["rows"]]
+    if spec.get("reference") and spec["reference"] not in labels:
+        raise ValueError(
+            f"config key 'tables/{table}/reference': {spec['reference']!r} is not one of the table's rows "
+            f"({', '.join(labels)})."
+        )
+
+TABLES = list(config["tables"])
+
+
 def table_rows(table):
     """(canonical run name, paper row label) of one table's rows for every configured backbone."""
     rows = []
     for backbone in config["backbones"]:
-        for row in config[table]:
+        for row in config["tables"][table]["rows"]:
             fields = {key: value for key, value in row.items() if key != "row"}
             rows.append((RunSpec(backbone=backbone, **fields).name, row["row"]))
     return rows
@@ -77,19 +89,49 @@ def table_runs(table):
     return list(dict.fromkeys(name for name, _ in table_rows(table)))
 
 
-def table_labels(table):
-    """Command-line options naming each run's row in the paper's table."""
-    return " ".join(f"--label {name} {shlex.quote(label)}" for name, label in table_rows(table))
+def table_options(wildcards):
+    """Command-line options of the table rule: title, each run's paper row label, the reference row."""
+    spec = config["tables"][wildcards.table]
+    title = f"Table {wildcards.table} ({wildcards.dataset}): {spec.get('title', '')}".rstrip(": ")
+    options = [f"--title {shlex.quote(title)}"]
+    options += [f"--label {name} {shlex.quote(label)}" for name, label in table_rows(wildcards.table)]
+    if spec.get("reference"):
+        options.append(f"--reference {shlex.quote(spec['reference'])}")
+    return " ".join(options)
+
+
+FIGURES = config.get("figures", {})
+
+
+def figure4_run():
+    """The run whose attention weights Fig. 4 shows."""
+    fig4 = FIGURES["fig4"]
+    return RunSpec(**{k: v for k, v in fig4["run"].items() if k != "row"}, backbone=fig4["backbone"]).name
+
+
+def figure5_runs():
+    """(run name, NC, p_d) of every point of Fig. 5."""
+    fig5 = FIGURES["fig5"]
+    return [
+        (RunSpec(**{**{k: v for k, v in fig5["run"].items() if k != "row"}, "backbone": fig5["backbone"], "n_crops": n, "patch_dropout": p}).name, n, p)
+        for n in fig5["n_crops"]
+        for p in fig5["patch_dropout"]
+    ]
 
 
 def all_runs():
-    """Every run of every table, each once (a run needed by two tables is trained once)."""
-    return list(dict.fromkeys(table_runs("table2")))
+    """Every run of every table and figure, each once (a run needed twice is trained once)."""
+    names = [name for table in TABLES for name in table_runs(table)]
+    if "fig4" in FIGURES:
+        names.append(figure4_run())
+    names += [name for name, _, _ in figure5_runs()] if "fig5" in FIGURES else []
+    return list(dict.fromkeys(names))
 
 
 wildcard_constraints:
     dataset="ham10000|synthetic",
-    run="|".join(all_runs()) or "no-runs",
+    run="|".join(re.escape(name) for name in all_runs()) or "no-runs",
+    table="|".join(TABLES),
     fold=r"\d+",
     weights_file="|".join(re.escape(entry.file) for entry in PRETRAINED.values()),
 
@@ -101,12 +143,12 @@ def dataset_dir(wildcards):
     return config["ham10000_dir"] or "resources/ham10000"
 
 
-def run_metrics(table):
-    """Test metrics of every fold of every run of a table."""
+def table_inputs(wildcards):
+    """Test metrics of every fold of every run of a table (predictions.csv lies beside each)."""
     return expand(
         "results/{dataset}/runs/{run}/fold{fold}/metrics.json",
-        dataset=DATASET,
-        run=table_runs(table),
+        dataset=wildcards.dataset,
+        run=table_runs(wildcards.table),
         fold=config["folds"],
     )
 
@@ -149,6 +191,46 @@ def test_model(wildcards):
     return f"results/{wildcards.dataset}/runs/{wildcards.run}/fold{wildcards.fold}/{name}"
 
 
+def figure5_inputs(wildcards):
+    """Test metrics of every fold of every run of Fig. 5."""
+    return expand(
+        "results/{dataset}/runs/{run}/fold{fold}/metrics.json",
+        dataset=wildcards.dataset,
+        run=[name for name, _, _ in figure5_runs()],
+        fold=config["folds"],
+    )
+
+
+def figure4_model(wildcards):
+    """The fold model of Fig. 4's run that is evaluated on the test part."""
+    fold = FIGURES["fig4"].get("fold", 1)
+    return test_model(Namespace(dataset=wildcards.dataset, run=figure4_run(), fold=fold))
+
+
+def figure4_options(wildcards):
+    """Command-line options of Fig. 4: its run, images per class and the data geometry."""
+    fig4 = FIGURES["fig4"]
+    width, height = config["image_size"]
+    return (
+        f"--run {figure4_run()} --fold {fig4.get('fold', 1)} --images-per-class {fig4.get('images_per_class', 3)} "
+        f"--image-size {width} {height} --crop-size {config['crop_size']} --device {config['device']}"
+    )
+
+
+def table_outputs():
+    """Every table and its figures for the configured dataset."""
+    return expand(
+        "results/{dataset}/tables/table_{table}.{ext}", dataset=DATASET, table=TABLES, ext=["csv", "md", "tex"]
+    ) + expand(
+        "results/{dataset}/figures/table_{table}_{kind}.png", dataset=DATASET, table=TABLES, kind=["confusion", "curves"]
+    )
+
+
+def figure_outputs():
+    """The paper's figures for the configured dataset."""
+    return [f"results/{DATASET}/figures/{name}.png" for name in ("figure4", "figure5") if name.replace("figure", "fig") in FIGURES]
+
+
 def final_outputs():
-    """Everything `snakemake` (rule all) produces for the configured dataset."""
-    return expand("results/{dataset}/tables/table2.{ext}", dataset=DATASET, ext=["csv", "md"])
+    """Everything `snakemake` (rule all) produces: tables, figures and results/REPORT.md."""
+    return table_outputs() + figure_outputs() + ["results/REPORT.md"]

@@ -1,25 +1,26 @@
-rule table2:
+rule table:
     input:
-        run_metrics("table2"),
+        table_inputs,
     output:
         csv=report(
-            "results/{dataset}/tables/table2.csv",
-            caption="../report/table2.rst",
+            "results/{dataset}/tables/table_{table}.csv",
+            caption="../report/table.rst",
             category="Tables",
-            labels={"table": "II", "format": "CSV"},
+            labels={"table": "{table}", "format": "CSV"},
         ),
         markdown=report(
-            "results/{dataset}/tables/table2.md",
-            caption="../report/table2.rst",
+            "results/{dataset}/tables/table_{table}.md",
+            caption="../report/table.rst",
             category="Tables",
-            labels={"table": "II", "format": "Markdown"},
+            labels={"table": "{table}", "format": "Markdown"},
         ),
+        latex="results/{dataset}/tables/table_{table}.tex",
     params:
-        labels=table_labels("table2"),
+        options=table_options,
     log:
-        "results/{dataset}/logs/table2.log",
+        "results/{dataset}/logs/table_{table}.log",
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion table --table II --title 'Table II ({wildcards.dataset})' --metrics {input} {params.labels} "
-        "--csv {output.csv} --markdown {output.markdown} > {log} 2>&1"
+        "patchlesion table --table {wildcards.table} --metrics {input} {params.options} "
+        "--csv {output.csv} --markdown {output.markdown} --latex {output.latex} > {log} 2>&1"

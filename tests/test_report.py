@@ -1,0 +1,51 @@
+"""results/REPORT.md and the figure commands on fixture results."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from patchlesion.cli import main
+from patchlesion.report import write_report
+
+
+def test_report_links_tables_and_figures_and_names_what_was_skipped(tmp_path):
+    base = tmp_path / "results" / "synthetic"
+    (base / "tables").mkdir(parents=True)
+    (base / "figures").mkdir()
+    (base / "tables" / "table_V.md").write_text("## Table V (synthetic)\n\n| a |\n|---|\n| 1 |\n")
+    (base / "tables" / "table_II.md").write_text("## Table II (synthetic)\n\n| a |\n|---|\n| 1 |\n")
+    (base / "tables" / "table_II.csv").write_text("a\n1\n")
+    (base / "figures" / "figure5.png").write_bytes(b"\x89PNG")
+    (base / "figures" / "table_II_confusion.png").write_bytes(b"\x89PNG")
+    text = write_report(tmp_path / "results", "synthetic", "demo", tmp_path / "results" / "REPORT.md")
+    assert text.index("### Table II") < text.index("### Table V"), "tables in the paper's order"
+    assert "[csv](synthetic/tables/table_II.csv)" in text
+    assert "![Fig. 5](synthetic/figures/figure5.png)" in text
+    assert "synthetic/figures/table_II_confusion.png" in text
+    assert "Fig. 4" not in text, "a figure that was not produced is not linked"
+    assert "Table IV (derm7pt / SPC)" in text and "skipped" in text
+
+
+def _metrics(path, run, fold, sensitivity):
+    path.mkdir(parents=True, exist_ok=True)
+    cm = [[1 if i == j else 0 for j in range(7)] for i in range(7)]
+    (path / "metrics.json").write_text(json.dumps({"run": run, "fold": fold, "mc_sensitivity": sensitivity, "confusion_matrix": cm}))
+    return path / "metrics.json"
+
+
+def test_figure5_points_are_mean_and_population_std_over_folds(tmp_path):
+    files = []
+    for pd_value, values in (("0", (0.5, 0.6, 0.7)), ("0.3", (0.8, 0.8, 0.8))):
+        run = "tiny-ordered-nc9-mean-loss_weighting-k1-attinitial" + ("" if pd_value == "0" else f"-pd{pd_value}")
+        for fold, value in enumerate(values, start=1):
+            files.append(str(_metrics(tmp_path / run / f"fold{fold}", run, fold, value)))
+    out = tmp_path / "fig" / "figure5.png"
+    out.parent.mkdir()
+    assert main(["figure5", "--metrics", *files, "--out", str(out), "--csv", str(tmp_path / "f5.csv")]) == 0
+    frame = pd.read_csv(tmp_path / "f5.csv")
+    assert list(frame["p_d"]) == [0.0, 0.3] and list(frame["n_crops"]) == [9, 9]
+    assert list(frame["mean"]) == [60.0, 80.0]
+    assert abs(frame.loc[0, "std"] - 8.16) < 0.01 and frame.loc[1, "std"] == 0  # sqrt(200/3) = 8.165
+    assert out.stat().st_size > 1000 and out.with_suffix(".pdf").exists()
