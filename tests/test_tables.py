@@ -234,7 +234,7 @@ def test_render_latex(records: list[dict]) -> None:
         in lines
     )
     assert "\\cmidrule(lr){3-5} \\cmidrule(lr){6-8} \\cmidrule(lr){9-11}" in lines
-    assert "Backbone & Row & ours & paper & $\\Delta$ & ours & paper & $\\Delta$ & ours & paper & $\\Delta$ \\\\" in lines
+    assert "Backbone & Row" + " & ours & paper & $\\Delta$" * 3 + " \\\\" in lines
     start = lines.index("\\toprule")
     end = lines.index("\\bottomrule")
     body = lines[lines.index("\\midrule", start) + 1 : end]
@@ -435,7 +435,7 @@ def test_bootstrap_rejects_misaligned_predictions() -> None:
     with pytest.raises(PatchlesionError, match=r"lacks test image 'ISIC_0000049'"):
         paired_bootstrap_ci(reference, [other[0].iloc[:-1], other[1]], n_boot=10)
     twice = pd.concat([other[0], other[0].iloc[[0]]], ignore_index=True)
-    with pytest.raises(PatchlesionError, match=r"'ISIC_0000000' appears twice in the predictions of run 'other' fold 0"):
+    with pytest.raises(PatchlesionError, match=r"'ISIC_0000000' appears twice in the predictions of run 'other'"):
         paired_bootstrap_ci(reference, [twice], n_boot=10)
     relabelled = other[0].copy()
     relabelled.loc[5, "true_class"] = "DF" if relabelled.loc[5, "true_class"] != "DF" else "MEL"
@@ -470,14 +470,14 @@ def test_add_bootstrap_columns(records: list[dict]) -> None:
     assert df["ci_reference"].tolist() == [None, "Multi-Crop", "Multi-Crop"]  # tiny has no interval
     assert df["ci_low"].isna().tolist() == [True, True, False]
     # the paper's backbone name is accepted too
-    again = add_bootstrap_columns(
-        summarise_folds(records), {("DenseNet121", "Downsampling"): {"delta": 1.2, "low": -0.43, "high": 2.91}}, "Multi-Crop"
-    )
+    paper_key = {("DenseNet121", "Downsampling"): {"delta": 1.2, "low": -0.43, "high": 2.91}}
+    again = add_bootstrap_columns(summarise_folds(records), paper_key, "Multi-Crop")
     assert again["ci_high"].tolist()[2] == 2.91
+    zero = {"delta": 0.0, "low": 0.0, "high": 0.0}
     with pytest.raises(PatchlesionError, match="no row 'GRU' for backbone 'densenet121'"):
-        add_bootstrap_columns(summarise_folds(records), {("densenet121", "GRU"): {"delta": 0, "low": 0, "high": 0}}, "Multi-Crop")
+        add_bootstrap_columns(summarise_folds(records), {("densenet121", "GRU"): zero}, "Multi-Crop")
     with pytest.raises(PatchlesionError, match="no row with that label"):
-        add_bootstrap_columns(summarise_folds(records), {("densenet121", "Downsampling"): {"delta": 0, "low": 0, "high": 0}}, "GRU")
+        add_bootstrap_columns(summarise_folds(records), {("densenet121", "Downsampling"): zero}, "GRU")
 
 
 def test_render_markdown_with_ci_column(records: list[dict]) -> None:

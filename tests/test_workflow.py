@@ -38,7 +38,7 @@ def test_paper_preset_plans_three_folds_per_backbone(tmp_path):
 def test_demo_preset_plans_tiny_backbone(tmp_path):
     result = snakemake("-n", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), "--config", "preset=demo")
     assert result.returncode == 0, result.stderr
-    assert _job_count(result.stdout + result.stderr, "train") == 57  # 19 distinct runs x 3 folds
+    assert _job_count(result.stdout + result.stderr, "train") == 42  # (19 table runs + 2 Fig. 5 runs) x 2 folds
     assert _job_count(result.stdout + result.stderr, "fetch_weights") == 0  # tiny: no ImageNet weights
     assert "tiny-multi_crop-nc9-mean-loss_weighting-k1" in result.stdout + result.stderr
 
@@ -101,7 +101,7 @@ def test_workflow_end_to_end_on_tiny_synthetic_data(tmp_path):
     split = pd.read_csv(results / "split.csv")
     assert sorted(split["part"].unique()) == [0, 1, 2, 3]
     runs = sorted(p.name for p in (results / "runs").iterdir())
-    assert len(runs) == 23  # 19 distinct table rows + 4 more points of the demo's Fig. 5
+    assert len(runs) == 21  # 19 distinct table rows + 2 more points (p_d = 0) of the demo's Fig. 5
     run = results / "runs" / "tiny-ordered-nc9-mean-loss_weighting-k1-attinitial-pd0.1"
     for fold in (1, 2):
         metrics = json.loads((run / f"fold{fold}" / "metrics.json").read_text())

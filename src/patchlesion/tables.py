@@ -477,7 +477,7 @@ def write_table(
     title: str,
     tex_path: str | Path | None = None,
 ) -> None:
-    """Write a summarised results table as CSV (numbers rounded to 2 decimals), Markdown and, given ``tex_path``, LaTeX."""
+    """Write a summarised results table as CSV (rounded to 2 decimals), Markdown and, given ``tex_path``, LaTeX."""
     csv_path = Path(csv_path)
     md_path = Path(md_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
@@ -592,9 +592,8 @@ def _weighted_mc_sensitivity(weights: np.ndarray, onehot: np.ndarray, hits: np.n
     counts = weights @ onehot  # (R, K)
     correct = (weights @ hits).reshape(weights.shape[0], -1, n_classes)  # (R, M, K)
     present = counts > 0
-    recall = np.divide(
-        correct, counts[:, None, :], out=np.zeros_like(correct), where=np.broadcast_to(present[:, None, :], correct.shape)
-    )
+    where = np.broadcast_to(present[:, None, :], correct.shape)
+    recall = np.divide(correct, counts[:, None, :], out=np.zeros_like(correct), where=where)
     return recall.sum(axis=2) / present.sum(axis=1)[:, None]
 
 
@@ -700,7 +699,9 @@ def add_bootstrap_columns(
         mask &= df["row"].astype(str) == str(row)
         if table is not None:
             if not has_table:
-                raise PatchlesionError(f"bootstrap results: key {key!r} names a table but the frame has no table column")
+                raise PatchlesionError(
+                    f"bootstrap results: key {key!r} names a table but the frame has no table column"
+                )
             mask &= df["table"].astype(str) == str(table)
         if not mask.any():
             raise PatchlesionError(
