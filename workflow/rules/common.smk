@@ -128,14 +128,6 @@ def all_runs():
     return list(dict.fromkeys(names))
 
 
-wildcard_constraints:
-    dataset="ham10000|synthetic",
-    run="|".join(re.escape(name) for name in all_runs()) or "no-runs",
-    table="|".join(TABLES),
-    fold=r"\d+",
-    weights_file="|".join(re.escape(entry.file) for entry in PRETRAINED.values()),
-
-
 def dataset_dir(wildcards):
     """The HAM10000-format directory a dataset is read from."""
     if wildcards.dataset == "synthetic":
@@ -232,5 +224,13 @@ def figure_outputs():
 
 
 def final_outputs():
-    """Everything `snakemake` (rule all) produces: tables, figures and results/REPORT.md."""
+    """Everything `snakemake` produces by default (the input of the all rule): tables, figures, REPORT.md."""
     return table_outputs() + figure_outputs() + ["results/REPORT.md"]
+
+
+wildcard_constraints:
+    dataset="ham10000|synthetic",
+    run="|".join(re.escape(name) for name in all_runs()) or "no-runs",
+    table="|".join(TABLES),
+    fold=r"\d+",
+    weights_file="|".join(re.escape(entry.file) for entry in PRETRAINED.values()),
