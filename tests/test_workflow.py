@@ -27,10 +27,12 @@ def test_paper_preset_plans_three_folds_per_backbone(tmp_path):
     result = snakemake("-n", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path))
     assert result.returncode == 0, result.stderr
     stats = result.stdout + result.stderr
-    # Tables II, III, V, VI: 19 distinct runs x 3 backbones x 3 folds; weights fetched once per backbone
-    assert _job_count(stats, "train") == 171
-    assert _job_count(stats, "evaluate") == 171
-    assert _job_count(stats, "table") == 4
+    # Tables II, III, V, VI: 19 distinct runs x 3 backbones x 3 folds = 171, plus Fig. 5's 15 further
+    # DenseNet121 runs x 3 folds = 45; weights fetched once per backbone
+    assert _job_count(stats, "train") == 216
+    assert _job_count(stats, "evaluate") == 216
+    assert _job_count(stats, "table") == 4 and _job_count(stats, "table_figures") == 4
+    assert _job_count(stats, "figure4") == _job_count(stats, "figure5") == _job_count(stats, "report_md") == 1
     assert _job_count(stats, "fetch_weights") == 3
     assert _job_count(stats, "ham10000_missing") == 1
 
@@ -71,7 +73,7 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path, override, named):
 
 
 def test_bad_value_inside_a_preset_is_rejected(tmp_path):
-    config = (ROOT / "config.yaml").read_text().replace("crop_size: 64", "crop_size: -3")
+    config = (ROOT / "config.yaml").read_text().replace("crop_size: 48", "crop_size: -3")
     (tmp_path / "config.yaml").write_text(config)
     result = snakemake("-n", "--configfile", str(tmp_path / "config.yaml"), "--directory", str(tmp_path), "--config", "preset=demo")
     assert result.returncode != 0
