@@ -134,18 +134,14 @@ def cmd_table(args: argparse.Namespace) -> None:
 
     labels = dict(args.label or [])
     records, predictions = [], {}
-    for path in args.metrics:
-        try:
-            metrics = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise PatchlesionError(f"{path}: cannot read test metrics ({error}).") from error
+    for path, metrics in _read_metrics(args.metrics):
         spec = RunSpec.from_name(metrics["run"])
         row = labels.get(spec.name, spec.name)
         records.append(
             {"table": args.table, "backbone": spec.backbone, "row": row, "fold": metrics["fold"],
              **{k: metrics[k] for k in ("mc_sensitivity", "mc_specificity", "f1")}}
         )  # fmt: skip
-        predictions.setdefault((spec.backbone, row), []).append(_read_csv(str(Path(path).with_name("predictions.csv")), "test predictions"))
+        predictions.setdefault((spec.backbone, row), []).append(_read_csv(str(path.with_name("predictions.csv")), "test predictions"))
     table = summarise_folds(records)
     if args.reference:
         cis = {}
