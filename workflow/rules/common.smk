@@ -128,11 +128,20 @@ def all_runs():
     return list(dict.fromkeys(names))
 
 
+#: Dataset evaluated as the "official test set" protocol of each training dataset (ISIC 2018 Task 3 test
+#: images for HAM10000; a held-out synthetic set for the demo).
+OFFICIAL_TEST_SET = {"ham10000": "isic2018_test", "synthetic": "synthetic_test"}
+
+
 def dataset_dir(wildcards):
-    """The HAM10000-format directory a dataset is read from."""
-    if wildcards.dataset == "synthetic":
-        return "resources/synthetic"
-    return config["ham10000_dir"] or "resources/ham10000"
+    """The HAM10000-format directory a dataset is read from (a configured copy, or one the workflow
+    makes under resources/)."""
+    configured = {
+        "ham10000": config["ham10000_dir"],
+        "isic2018_test": config["isic2018_test_dir"],
+        "derm7pt": None,  # converted from config["derm7pt_dir"] into resources/derm7pt
+    }
+    return configured.get(wildcards.dataset) or f"resources/{wildcards.dataset}"
 
 
 def table_inputs(wildcards):
@@ -229,7 +238,7 @@ def final_outputs():
 
 
 wildcard_constraints:
-    dataset="ham10000|synthetic",
+    dataset="ham10000|synthetic|synthetic_test|isic2018_test|derm7pt",
     run="|".join(re.escape(name) for name in all_runs()) or "no-runs",
     table="|".join(TABLES),
     fold=r"\d+",
