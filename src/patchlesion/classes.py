@@ -19,6 +19,10 @@ DX_TO_CLASS: dict[str, str] = {
 #: HAM10000 metadata ``dx_type`` values: how the ground truth was established.
 DX_TYPES: tuple[str, ...] = ("histo", "follow_up", "consensus", "confocal")
 
+#: ``dx_type`` of images whose ground-truth type is not published (the ISIC 2018 test set gives
+#: one-hot classes only). Accepted by the metadata reader, refused by diagnosis-guided weighting.
+DX_TYPE_UNKNOWN = "unknown"
+
 #: Benign classes (the paper applies diagnosis-guided weighting to benign cases, Sec. II-F).
 BENIGN_CLASSES: tuple[str, ...] = ("NV", "BKL", "DF", "VASC")
 

@@ -7,6 +7,7 @@
     patchlesion evaluate --index ... --split ... --fold 1 --run NAME --model DIR/model.pt --predictions P --metrics M
     patchlesion table --table II --metrics results/*/runs/*/fold*/metrics.json --csv T.csv --markdown T.md
     patchlesion predict --run NAME --model DIR/model.pt IMAGE.jpg [...] --output P.csv --overlay-dir DIR
+    patchlesion download-ham10000 --out resources/ham10000 --downloads resources/downloads/ham10000
 """
 
 from __future__ import annotations
@@ -360,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("backbones", nargs="+")
     p.add_argument("--torch-home", default=None, help="cache folder (default: $TORCH_HOME or resources/torch)")
     p.set_defaults(func=cmd_fetch_weights)
+
+    from patchlesion.acquire import add_commands as add_download_commands
+
+    add_download_commands(sub)  # download-ham10000, download-isic2018-test
 
     p = sub.add_parser("predict", help="classify images with a trained model (CSV to stdout, or --output .csv/.json)")
     p.add_argument("images", nargs="+", metavar="IMAGE")

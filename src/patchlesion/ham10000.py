@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from patchlesion.classes import CLASSES, DX_TO_CLASS, DX_TYPES
+from patchlesion.classes import CLASSES, DX_TO_CLASS, DX_TYPE_UNKNOWN, DX_TYPES
 from patchlesion.errors import DatasetError
 
 __all__ = [
@@ -100,7 +100,7 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
     for column in REQUIRED_COLUMNS:
         table[column] = table[column].str.strip().str.strip('"')
     _check_values(path, table, "dx", tuple(DX_TO_CLASS))
-    _check_values(path, table, "dx_type", DX_TYPES)
+    _check_values(path, table, "dx_type", (*DX_TYPES, DX_TYPE_UNKNOWN))
     bad_ids = table.loc[~table["image_id"].str.match(_IMAGE_ID), "image_id"]
     if len(bad_ids):
         row = bad_ids.index[0] + 2  # +1 for the header, +1 for 1-based line numbers

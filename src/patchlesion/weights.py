@@ -14,18 +14,14 @@ On an offline cluster, copy the files into the cache folder by hand.
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import logging
 import os
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from patchlesion import __version__
+from patchlesion import __version__  # noqa: F401 (re-exported for the User-Agent tests)
+from patchlesion.download import USER_AGENT, Expected, download, file_digest  # noqa: F401
 from patchlesion.errors import PatchlesionError
 
 __all__ = [
@@ -42,10 +38,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"patchlesion/{__version__}"
 #: Seconds before the first retry; doubled after each failed attempt (tests set it near 0).
 BACKOFF_BASE = 2.0
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -110,11 +104,7 @@ def weights_path(name: str, home: str | os.PathLike | None = None) -> Path:
 
 def file_sha256(path: str | os.PathLike) -> str:
     """The hex SHA-256 digest of the file at ``path``, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def _hash_ok(entry: WeightFile, actual: str) -> bool:
@@ -152,34 +142,6 @@ def _how_to_get(name: str, path: Path, url: str) -> str:
     )
 
 
-def _download_once(url: str, partial: Path, timeout: float) -> str:
-    """Stream ``url`` into ``partial``; return the SHA-256 of what was written."""
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    digest = hashlib.sha256()
-    received = 0
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        length = response.headers.get("Content-Length")
-        expected_len = int(length) if length and length.isdigit() else None
-        with open(partial, "wb") as out:
-            while chunk := response.read(_CHUNK):
-                out.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-    if expected_len is not None and received != expected_len:
-        raise http.client.IncompleteRead(b"", expected_len - received)
-    return digest.hexdigest()
-
-
-def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, urllib.error.HTTPError):
-        return exc.code >= 500 or exc.code in (408, 429)
-    return isinstance(
-        exc, (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
-    )
-
-
 def fetch_weights(
     name: str,
     home: str | os.PathLike | None = None,
@@ -191,12 +153,13 @@ def fetch_weights(
     """Make sure backbone ``name``'s checkpoint is in the cache; return its path.
 
     If the file already exists with the right hash, nothing is downloaded. Otherwise it is
-    fetched from ``url`` (default: the entry's URL in :data:`PRETRAINED`) with an explicit
-    ``User-Agent``, a per-operation ``timeout`` in seconds and up to ``retries`` retries on network
-    errors and HTTP 5xx, waiting ``backoff * 2**k`` seconds (default :data:`BACKOFF_BASE`). The
-    download is streamed to ``<file>.partial`` in the cache folder, verified against the SHA-256
-    prefix (and full hash when known) and only then renamed atomically to its final name, so a
-    half-written or wrong file never appears under that name.
+    fetched from ``url`` (default: the entry's URL in :data:`PRETRAINED`) by
+    :func:`patchlesion.download.download`: explicit ``User-Agent``, a per-operation ``timeout`` in
+    seconds, up to ``retries`` retries on network errors and HTTP 5xx, waiting ``backoff * 2**k``
+    seconds (default :data:`BACKOFF_BASE`), resuming a cut transfer with an HTTP Range request.
+    The download is streamed to ``<file>.partial`` in the cache folder, verified against the
+    SHA-256 prefix (and full hash when known) and only then renamed atomically to its final name,
+    so a half-written or wrong file never appears under that name.
 
     Raises :class:`PatchlesionError` on a hash mismatch (naming the file, expected and actual
     hash), on HTTP 403/404 and other client errors (naming the URL and status and the path where
@@ -204,53 +167,12 @@ def fetch_weights(
     """
     entry = _entry(name)
     target = weights_path(name, home)
-    if target.is_file() and _hash_ok(entry, file_sha256(target)):
-        return target
     url = url or entry.url
-    base = BACKOFF_BASE if backoff is None else backoff
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-
-    last_error: BaseException | None = None
-    for attempt in range(retries + 1):
-        if attempt:
-            delay = base * 2 ** (attempt - 1)
-            log.warning(
-                "download of %s failed (%s); retry %d/%d in %.1f s",
-                url, last_error, attempt, retries, delay,
-            )
-            time.sleep(delay)
-        try:
-            actual = _download_once(url, partial, timeout)
-        except urllib.error.HTTPError as exc:
-            partial.unlink(missing_ok=True)
-            if not _retryable(exc):
-                raise PatchlesionError(
-                    f"downloading the {name} weights from {url} failed with HTTP {exc.code} "
-                    f"({exc.reason}). " + _how_to_get(name, target, url)
-                ) from None
-            last_error = exc
-            continue
-        except BaseException as exc:
-            partial.unlink(missing_ok=True)
-            if not _retryable(exc):
-                raise
-            last_error = exc
-            continue
-        if not _hash_ok(entry, actual):
-            partial.unlink(missing_ok=True)
-            raise PatchlesionError(
-                f"{target}: SHA-256 mismatch for the {name} weights downloaded from {url}: "
-                f"expected {_expected(entry)}, got {actual}; the download was discarded. "
-                + _how_to_get(name, target, url)
-            )
-        os.replace(partial, target)
-        return target
-
-    raise PatchlesionError(
-        f"downloading the {name} weights from {url} failed after {retries + 1} attempts "
-        f"(last error: {last_error}). " + _how_to_get(name, target, url)
-    )
+    expected = Expected("sha256", entry.sha256 or entry.hash_prefix, prefix=entry.sha256 is None)
+    return download(
+        url, target, expected, what=f"{name} weights", manual=_how_to_get(name, target, url),
+        timeout=timeout, retries=retries, backoff=BACKOFF_BASE if backoff is None else backoff,
+    )  # fmt: skip
 
 
 def load_pretrained_state(name: str, home: str | os.PathLike | None = None) -> dict:
