@@ -34,7 +34,7 @@ def test_paper_preset_plans_three_folds_per_backbone(tmp_path):
     assert _job_count(stats, "table") == 4 and _job_count(stats, "table_figures") == 4
     assert _job_count(stats, "figure4") == _job_count(stats, "figure5") == _job_count(stats, "report_md") == 1
     assert _job_count(stats, "fetch_weights") == 3
-    assert _job_count(stats, "ham10000_missing") == 1
+    assert _job_count(stats, "download_ham10000") == 1
 
 
 def test_demo_preset_plans_tiny_backbone(tmp_path):

@@ -248,9 +248,13 @@ def download(
         os.replace(partial, target)
         return target
     raise DownloadError(
-        f"downloading the {what} from {url} failed after {retries + 1} attempts (last error: {last_error}); "
+        f"downloading the {what} from {url} failed after {_attempts(retries + 1)} (last error: {last_error}); "
         f"the partial download {partial} is kept and will be resumed by the next run.{suffix}"
     )
+
+
+def _attempts(n: int) -> str:
+    return f"{n} attempt" + ("s" if n != 1 else "")
 
 
 def _verified(path: Path, expected: Expected) -> bool:
@@ -298,4 +302,4 @@ def fetch_bytes(
             last_error = http.client.IncompleteRead(body, int(length) - len(body))
             continue
         return body
-    raise DownloadError(f"reading the {what} from {url} failed after {retries + 1} attempts (last error: {last_error}).{suffix}")
+    raise DownloadError(f"reading the {what} from {url} failed after {_attempts(retries + 1)} (last error: {last_error}).{suffix}")

@@ -1,5 +1,6 @@
 # All Python of the workflow: config validation, presets, wildcard constraints, input functions.
 import copy
+import json
 import os
 from argparse import Namespace
 import re
@@ -142,6 +143,11 @@ def dataset_dir(wildcards):
         "derm7pt": None,  # converted from config["derm7pt_dir"] into resources/derm7pt
     }
     return configured.get(wildcards.dataset) or f"resources/{wildcards.dataset}"
+
+
+def download_settings(wildcards):
+    """The config's download block as one shell-quoted JSON argument of the download rules."""
+    return shlex.quote(json.dumps(config.get("download", {})))
 
 
 def table_inputs(wildcards):

@@ -14,19 +14,44 @@ rule synthesize:
         "--image-size {params.size} --seed {params.seed} > {log} 2>&1"
 
 
-rule ham10000_missing:
+# Downloads need the network, which a cluster's login node has and its compute nodes may not.
+localrules:
+    download_ham10000,
+    download_isic2018_test,
+
+
+# HAM10000 from Harvard Dataverse (or the ISIC 2018 challenge files), MD5-verified, safely unpacked.
+# Not run when ham10000_dir points at an existing copy. On failure (e.g. offline) the log's last
+# lines, with the manual download instructions, are shown.
+rule download_ham10000:
     output:
         directory("resources/ham10000"),
+    params:
+        settings=download_settings,
     log:
-        "results/ham10000/logs/ham10000_missing.log",
+        "results/ham10000/logs/download_ham10000.log",
+    retries: 1
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "(echo 'HAM10000 is not in resources/ham10000 and no ham10000_dir is configured.'; "
-        "echo 'Download HAM10000_images_part_1.zip, HAM10000_images_part_2.zip and HAM10000_metadata"
-        " from https://doi.org/10.7910/DVN/DBW86T, unpack them into one folder and run with'; "
-        "echo '  --config ham10000_dir=/path/to/that/folder'; "
-        "echo 'or run the demo on synthetic data: --config preset=demo') | tee {log} >&2; exit 1"
+        "patchlesion download-ham10000 --out {output} --downloads resources/downloads/ham10000 "
+        "--settings {params.settings} > {log} 2>&1 || {{ tail -n 3 {log} >&2; exit 1; }}"
+
+
+# The ISIC 2018 Task 3 official test set (1,511 images), converted to HAM10000 format.
+rule download_isic2018_test:
+    output:
+        directory("resources/isic2018_test"),
+    params:
+        settings=download_settings,
+    log:
+        "results/isic2018_test/logs/download_isic2018_test.log",
+    retries: 1
+    conda:
+        "../../envs/patchlesion.yaml"
+    shell:
+        "patchlesion download-isic2018-test --out {output} --downloads resources/downloads/isic2018_test "
+        "--settings {params.settings} > {log} 2>&1 || {{ tail -n 3 {log} >&2; exit 1; }}"
 
 
 rule index:

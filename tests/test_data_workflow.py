@@ -1,0 +1,104 @@
+"""The workflow's data rules: download planning, the ISIC 2018 test set through Snakemake against a
+fake Dataverse on 127.0.0.1, and training on a HAM10000-format folder whose images are 200x150."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pandas as pd
+import pytest
+from httpfake import DOI, FakeDataverse, FakeServer
+from test_workflow import ROOT, _job_count, snakemake
+
+from patchlesion.classes import CLASSES, DX_TO_CLASS
+from patchlesion.synthetic import make_synthetic_ham10000
+
+RUN = "tiny-multi_crop-nc9-mean-loss_weighting-k1"
+
+
+def test_configured_copy_is_not_downloaded(tmp_path):
+    make_synthetic_ham10000(tmp_path / "ham", n_images=60, image_size=(20, 15), write_images=False)
+    args = ["-n", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path)]
+    result = snakemake(*args, "--config", "preset=demo", "dataset=ham10000", f"ham10000_dir={tmp_path / 'ham'}", "--", "results/ham10000/index.csv")
+    assert result.returncode == 0, result.stderr
+    assert _job_count(result.stdout, "download_ham10000") == 0 and _job_count(result.stdout, "index") == 1
+
+    result = snakemake(*args, "results/isic2018_test/index.csv")
+    assert result.returncode == 0, result.stderr
+    assert _job_count(result.stdout, "download_isic2018_test") == 1 and _job_count(result.stdout, "index") == 1
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [("download={source: ftp}", "ftp"), ("download={dataverse: {server: dataverse.harvard.edu}}", "dataverse.harvard.edu"),
+     ("download={isic2018: {md5: {a.zip: xyz}}}", "xyz"), ("download={mirror: 1}", "mirror")],
+)  # fmt: skip
+def test_bad_download_config_is_rejected(tmp_path, override, named):
+    result = snakemake("-n", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), "--config", override)
+    assert result.returncode != 0
+    assert named in result.stdout + result.stderr
+
+
+def _zip(members) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.slow
+def test_isic2018_test_set_is_downloaded_and_indexed_by_the_workflow(tmp_path):
+    meta = make_synthetic_ham10000(tmp_path / "src", n_images=60, image_size=(40, 30), seed=2)
+    lines = ["image," + ",".join(CLASSES)] + [
+        image + "," + ",".join("1.0" if DX_TO_CLASS[dx] == c else "0.0" for c in CLASSES) for image, dx in zip(meta["image_id"], meta["dx"])
+    ]
+    server = FakeServer().start()
+    try:
+        record = FakeDataverse(server)
+        record.add("ISIC2018_Task3_Test_Images.zip", _zip((p.name, p.read_bytes()) for p in (tmp_path / "src").rglob("ISIC_*.jpg")))
+        record.add("ISIC2018_Task3_Test_GroundTruth.tab", ("\n".join(lines) + "\n").encode(), tabular_original="ISIC2018_Task3_Test_GroundTruth.csv")
+        block = json.dumps({"retries": 1, "dataverse": {"server": server.base, "doi": DOI}})
+        result = snakemake("--cores", "1", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path),
+                           "--config", f"download={block}", "--", "results/isic2018_test/index.csv")  # fmt: skip
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    index = pd.read_csv(tmp_path / "results" / "isic2018_test" / "index.csv")
+    assert len(index) == 60 and (index["dx_type"] == "unknown").all()
+    assert sorted(p.name for p in (tmp_path / "resources" / "downloads" / "isic2018_test").iterdir()) == [
+        "ISIC2018_Task3_Test_GroundTruth.csv", "ISIC2018_Task3_Test_Images.zip"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_offline_download_fails_with_the_manual_instructions(tmp_path):
+    unreachable = FakeServer()
+    base = unreachable.base
+    unreachable.server_close()
+    block = json.dumps({"retries": 0, "timeout": 2, "dataverse": {"server": base}})
+    result = snakemake("--cores", "1", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path),
+                       "--config", f"download={block}", "--", "results/ham10000/index.csv")  # fmt: skip
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "ham10000_dir" in output and "10.7910/DVN/DBW86T" in output
+    assert not (tmp_path / "resources" / "ham10000").exists()
+
+
+@pytest.mark.slow
+def test_demo_trains_on_a_ham10000_folder_of_200x150_images(tmp_path):
+    """The pipeline assumes nothing about 600x450 files: the demo's tiny model on 200x150 HAM-format data."""
+    make_synthetic_ham10000(tmp_path / "ham200", n_images=120, image_size=(200, 150), seed=4)
+    overrides = ["preset=demo", "dataset=ham10000", f"ham10000_dir={tmp_path / 'ham200'}", "epochs=2", "validation_every=1",
+                 "lr_halving_epochs=[2]", "device=cpu"]  # fmt: skip
+    target = f"results/ham10000/runs/{RUN}/fold1/metrics.json"
+    result = snakemake("--cores", "2", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), "--config", *overrides, "--", target)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    index = pd.read_csv(tmp_path / "results" / "ham10000" / "index.csv")
+    assert len(index) == 120 and (index["width"] == 200).all() and (index["height"] == 150).all()
+    metrics = json.loads((tmp_path / target).read_text())
+    split = pd.read_csv(tmp_path / "results" / "ham10000" / "split.csv")
+    assert metrics["n_images"] == (split["part"] == 0).sum() > 0
+    assert 0 <= metrics["mc_sensitivity"] <= 1
+    assert not (tmp_path / "resources" / "ham10000").exists()  # nothing downloaded
