@@ -14,15 +14,10 @@ rule synthesize:
         "--image-size {params.size} --seed {params.seed} > {log} 2>&1"
 
 
-# Downloads need the network, which a cluster's login node has and its compute nodes may not.
-localrules:
-    download_ham10000,
-    download_isic2018_test,
-
-
 # HAM10000 from Harvard Dataverse (or the ISIC 2018 challenge files), MD5-verified, safely unpacked.
-# Not run when ham10000_dir points at an existing copy. On failure (e.g. offline) the log's last
-# lines, with the manual download instructions, are shown.
+# Not run when ham10000_dir points at an existing copy. A local rule (workflow/Snakefile): it needs
+# the network, which a cluster's login node has and its compute nodes may not. On failure (e.g.
+# offline) the log's last lines, with the manual download instructions, are shown.
 rule download_ham10000:
     output:
         directory("resources/ham10000"),
