@@ -298,3 +298,13 @@ def test_metadata_reader_accepts_unknown_dx_type_for_test_sets(tmp_path):
 
     assert read_metadata(path)["dx_type"].tolist() == ["unknown"]
     assert pd.Series(["unknown"]).isin(["unknown"]).all()
+
+
+def test_isic2018_test_set_from_the_isic_source(server, ham, tmp_path):
+    meta = ham["meta"].iloc[:20]
+    server.routes["/isic/ISIC2018_Task3_Test_Input.zip"] = Route(zip_bytes([(f"ISIC2018_Task3_Test_Input/{p.name}", p.read_bytes()) for p in ham["images"][:20]]))
+    server.routes["/isic/ISIC2018_Task3_Test_GroundTruth.zip"] = Route(zip_bytes([("ISIC2018_Task3_Test_GroundTruth.csv", _onehot(meta)), ("LICENSE.txt", b"CC")]))
+    out = download_isic2018_test(tmp_path / "t", tmp_path / "d", settings(server, source="isic2018"))
+    index = read_dataset(out)
+    assert len(index) == 20 and (index["dx_type"] == "unknown").all()
+    assert not any(p.name.startswith("tmp") for p in (tmp_path / "d").iterdir())  # scratch space cleaned up
