@@ -103,8 +103,8 @@ class DownloadSettings:
         return settings
 
 
-def _limits() -> Limits:
-    return Limits()
+#: Bounds on what one archive may unpack to (the defaults fit a 1.4 GB HAM10000 image part).
+LIMITS = Limits()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ def download_ham10000(out: str | Path, downloads: str | Path, settings: Download
         metadata, archives = _ham10000_from_dataverse(downloads, settings)
         with staging_directory(out) as stage:
             for archive in archives:
-                extract_zip(archive, stage, _limits())
+                extract_zip(archive, stage, LIMITS)
             # Under a name the reader looks for: the upload is a CSV, Dataverse's archival form a .tab.
             shutil.copyfile(metadata, stage / ("HAM10000_metadata.tab" if metadata.suffix == ".tab" else METADATA_FILENAME))
             _check(stage, "HAM10000", MANUAL_HAM10000)
@@ -183,7 +183,7 @@ def download_ham10000(out: str | Path, downloads: str | Path, settings: Download
             gt_csv = _single_table(ground_truth, Path(scratch))
             table = isic2018.training_metadata(gt_csv, groupings)
             with staging_directory(out) as stage:
-                extract_zip(images, stage, _limits())
+                extract_zip(images, stage, LIMITS)
                 table.to_csv(stage / METADATA_FILENAME, index=False)
                 _check(stage, "HAM10000", MANUAL_HAM10000)
     log.info("HAM10000 ready in %s", out)
@@ -226,7 +226,7 @@ def _single_table(path: Path, scratch: Path) -> Path:
     """``path`` itself for a CSV/tab table; for a zip, its one ``.csv`` member extracted (safely) to ``scratch``."""
     if not zipfile.is_zipfile(path):
         return path
-    extracted = extract_zip(path, scratch / path.stem, _limits())
+    extracted = extract_zip(path, scratch / path.stem, LIMITS)
     tables = [p for p in extracted if p.suffix.lower() in (".csv", ".tab") and not p.name.startswith("._")]
     if len(tables) != 1:
         raise DatasetError(
@@ -278,7 +278,7 @@ def isic2018_test_from_files(images: str | Path, ground_truth: str | Path, out: 
     with tempfile.TemporaryDirectory(dir=scratch_root) as tmp:
         table = isic2018.test_metadata(_single_table(ground_truth, Path(tmp)))
         with staging_directory(out) as stage:
-            extract_zip(images, stage, _limits())
+            extract_zip(images, stage, LIMITS)
             present = find_images(stage)
             missing = table.loc[~table["image_id"].isin(present), "image_id"]
             if len(missing) > MAX_MISSING_FRACTION * len(table):
