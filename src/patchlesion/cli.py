@@ -7,6 +7,7 @@
     patchlesion evaluate --index ... --split ... --fold 1 --run NAME --model DIR/model.pt --predictions P --metrics M
     patchlesion table --table II --metrics results/*/runs/*/fold*/metrics.json --csv T.csv --markdown T.md
     patchlesion predict --run NAME --model DIR/model.pt IMAGE.jpg [...] --output P.csv --overlay-dir DIR
+    patchlesion convert-derm7pt --release /data/derm7pt/release_v0 --out resources/derm7pt --split official
 """
 
 from __future__ import annotations
@@ -236,6 +237,15 @@ def cmd_report(args: argparse.Namespace) -> None:
     log.info("report written to %s", args.out)
 
 
+def cmd_convert_derm7pt(args: argparse.Namespace) -> None:
+    from patchlesion.derm7pt import convert_release
+
+    meta = convert_release(args.release, args.out, split=args.split, image_size=tuple(args.image_size))
+    split = pd.read_csv(Path(args.out) / "split.csv")
+    log.info("converted %d derm7pt cases to %s: %s", len(meta), args.out, meta["dx"].value_counts().to_dict())
+    log.info("%s split: %d test, %d training images", args.split, int((split["part"] == 0).sum()), int(split["part"].isin([2, 3]).sum()))
+
+
 def cmd_fetch_weights(args: argparse.Namespace) -> None:
     from patchlesion.weights import fetch_weights
 
@@ -355,6 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="paper")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("convert-derm7pt", help="derm7pt (SPC) release_v0 -> a HAM10000-format folder with split.csv (Table IV)")
+    p.add_argument("--release", required=True, help="the unpacked derm7pt release_v0 folder (meta/, images/)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--split", choices=["official", "authors"], default="official",
+                   help="test set: the official one (train + valid vs test) or the authors' (their indices_sp.pkl)")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"), default=[600, 450])
+    p.set_defaults(func=cmd_convert_derm7pt)
 
     p = sub.add_parser("fetch-weights", help="download ImageNet weights into the local cache (checksum verified)")
     p.add_argument("backbones", nargs="+")
