@@ -237,6 +237,27 @@ def cmd_report(args: argparse.Namespace) -> None:
     log.info("report written to %s", args.out)
 
 
+def cmd_official_test(args: argparse.Namespace) -> None:
+    from patchlesion.official_test import evaluate_official_test
+    from patchlesion.runs import RunSpec
+
+    _set_threads(args)
+    spec = RunSpec.from_name(args.run).check_registries()
+    index = _read_csv(args.index, "image index of the official test set")
+    metrics = evaluate_official_test(spec, _settings(args), index, args.folds, args.models, args.out_dir)
+    folds = ", ".join(f"fold {f['fold']} {f['balanced_multiclass_accuracy']:.3f}" for f in metrics["folds"])
+    log.info("run %s on %d official test images: balanced multiclass accuracy %s; ensemble %.3f",
+             spec.name, metrics["n_images"], folds, metrics["ensemble"]["balanced_multiclass_accuracy"])  # fmt: skip
+
+
+def cmd_official_table(args: argparse.Namespace) -> None:
+    from patchlesion.official_test import summarise_official, write_official_table
+
+    table = summarise_official([metrics for _, metrics in _read_metrics(args.metrics)], dict(args.label or []))
+    write_official_table(table, args.csv, args.markdown, args.latex, args.title)
+    log.info("official test set table with %d rows written to %s", len(table), args.markdown)
+
+
 def cmd_convert_derm7pt(args: argparse.Namespace) -> None:
     from patchlesion.derm7pt import convert_release
 
@@ -365,6 +386,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="paper")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("official-test", help="predict an official test set (all images) with each fold model and their ensemble; leaderboard score")
+    p.add_argument("--index", required=True, help="index.csv of the official test set")
+    p.add_argument("--run", required=True)
+    p.add_argument("--folds", type=int, nargs="+", required=True)
+    p.add_argument("--models", nargs="+", required=True, help="one model file per fold, in the order of --folds")
+    p.add_argument("--out-dir", required=True)
+    _add_settings(p)
+    p.set_defaults(func=cmd_official_test)
+
+    p = sub.add_parser("official-table", help="table of the official test set: fold-model and ensemble balanced multiclass accuracy")
+    p.add_argument("--metrics", nargs="+", required=True, help="metrics.json files written by official-test")
+    p.add_argument("--label", nargs=2, action="append", metavar=("RUN", "ROW"))
+    p.add_argument("--title", default="Official test set (ISIC 2018 Task 3)")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--latex", required=True)
+    p.set_defaults(func=cmd_official_table)
 
     p = sub.add_parser("convert-derm7pt", help="derm7pt (SPC) release_v0 -> a HAM10000-format folder with split.csv (Table IV)")
     p.add_argument("--release", required=True, help="the unpacked derm7pt release_v0 folder (meta/, images/)")
