@@ -233,7 +233,7 @@ def cmd_figure5(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from patchlesion.report import write_report
 
-    write_report(args.results, args.dataset, args.preset, args.out)
+    write_report(args.results, args.dataset, args.preset, args.out, dict(args.table_dataset or []))
     log.info("report written to %s", args.out)
 
 
@@ -384,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results")
     p.add_argument("--dataset", required=True)
     p.add_argument("--preset", default="paper")
+    p.add_argument("--table-dataset", nargs=2, action="append", metavar=("TABLE", "DATASET"),
+                   help="a table computed on another dataset, e.g. IV derm7pt")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_report)
 

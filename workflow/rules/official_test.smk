@@ -1,0 +1,90 @@
+# The official test set as a second evaluation protocol: every fold model of every Table II run and
+# their ensemble predict all its images, scored as on the ISIC 2018 Task 3 leaderboard.
+
+
+rule synthesize_test:
+    output:
+        directory("resources/synthetic_test"),
+    params:
+        n_images=synthetic_test_settings()["n_images"],
+        size=" ".join(str(v) for v in config["synthetic"]["image_size"]),
+        seed=synthetic_test_settings()["seed"],
+    log:
+        "results/synthetic_test/logs/synthesize.log",
+    localrule: True
+    conda:
+        "../../envs/patchlesion.yaml"
+    shell:
+        "patchlesion synthesize --out {output} --n-images {params.n_images} "
+        "--image-size {params.size} --seed {params.seed} > {log} 2>&1"
+
+
+# Placeholder until the ISIC 2018 test set download lands: it stops with instructions.
+rule isic2018_test_missing:
+    output:
+        directory("resources/isic2018_test"),
+    log:
+        "results/isic2018_test/logs/isic2018_test_missing.log",
+    localrule: True
+    conda:
+        "../../envs/patchlesion.yaml"
+    shell:
+        "(echo 'The ISIC 2018 Task 3 test set is not in resources/isic2018_test and no isic2018_test_dir is configured.'; "
+        "echo 'Download ISIC2018_Task3_Test_Images.zip and the test ground truth from https://doi.org/10.7910/DVN/DBW86T,'; "
+        "echo 'convert them to the HAM10000 format (HAM10000_metadata.csv + ISIC_*.jpg) and run with'; "
+        "echo '  --config isic2018_test_dir=/path/to/that/folder') | tee {log} >&2; exit 1"
+
+
+rule official_test:
+    input:
+        index=official_test_index,
+        models=official_test_models,
+    output:
+        metrics="results/{dataset}/official_test/{run}/metrics.json",
+        ensemble="results/{dataset}/official_test/{run}/ensemble_predictions.csv",
+        submission="results/{dataset}/official_test/{run}/submission.csv",
+    params:
+        out_dir=subpath(output.metrics, parent=True),
+        folds=official_test_folds,
+        settings=settings_args,
+    log:
+        "results/{dataset}/logs/official_test/{run}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/official_test/{run}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/patchlesion.yaml"
+    shell:
+        "patchlesion official-test --index {input.index} --run {wildcards.run} --folds {params.folds} "
+        "--models {input.models} --out-dir {params.out_dir} --threads {threads} {params.settings} > {log} 2>&1"
+
+
+rule official_test_table:
+    input:
+        official_test_inputs,
+    output:
+        csv=report(
+            "results/{dataset}/tables/official_test.csv",
+            caption="../report/official_test.rst",
+            category="Tables",
+            labels={"table": "official test set", "format": "CSV"},
+        ),
+        markdown=report(
+            "results/{dataset}/tables/official_test.md",
+            caption="../report/official_test.rst",
+            category="Tables",
+            labels={"table": "official test set", "format": "Markdown"},
+        ),
+        latex="results/{dataset}/tables/official_test.tex",
+    params:
+        options=official_test_options,
+    log:
+        "results/{dataset}/logs/official_test_table.log",
+    localrule: True
+    conda:
+        "../../envs/patchlesion.yaml"
+    shell:
+        "patchlesion official-table --metrics {input} {params.options} --csv {output.csv} "
+        "--markdown {output.markdown} --latex {output.latex} > {log} 2>&1"
