@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 
 import pandas as pd
@@ -170,3 +171,29 @@ def test_cli_reports_a_missing_index_file(tmp_path, capsys):
     (release / "meta" / "valid_indexes.csv").unlink()
     assert main(["convert-derm7pt", "--release", str(release), "--out", str(tmp_path / "out")]) == 2
     assert "valid_indexes.csv: official valid index file not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_workflow_builds_table_iv_from_a_release_folder(tmp_path):
+    from test_workflow import ROOT, snakemake
+
+    classes = ["basal cell carcinoma", "clark nevus", "dermatofibroma", "lentigo", "melanoma (in situ)", "vascular lesion"]
+    cases = []
+    for case_num in range(1, 61):
+        part = ("train", "valid", "test")[case_num % 3]
+        name = f"NEL/Nel{case_num:03d}." + ("JPG" if case_num % 7 == 0 else "jpg")
+        cases.append((case_num, classes[case_num % len(classes)], name, name, part))
+    cases.append((61, "melanosis", "NEL/Nel061.jpg", "NEL/Nel061.jpg", "test"))
+    release = make_release(tmp_path / "data", cases, size=(96, 64))
+    overrides = ["preset=demo", f"derm7pt_dir={release}", "image_size=[96, 72]", "crop_size=32", "epochs=2",
+                 "validation_every=1", "lr_halving_epochs=[2]", "device=cpu"]  # fmt: skip
+    args = ["--cores", "2", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), "--config", *overrides]
+    result = snakemake("results/derm7pt/tables/table_IV.md", *args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = tmp_path / "results" / "derm7pt"
+    table = pd.read_csv(results / "tables" / "table_IV.csv")
+    assert list(table["row"]) == ["Multi-Crop", "GRU", "Attention"] and (table["n_folds"] == 1).all()
+    assert table["paper_mc_sensitivity"].isna().all(), "the demo's tiny backbone has no paper numbers"
+    metrics = json.loads((results / "runs" / "tiny-multi_crop-nc9-mean-loss_weighting-k1" / "fold1" / "metrics.json").read_text())
+    assert metrics["model"].endswith("fold1/model_last.pt") and metrics["n_images"] == 20
+    assert metrics["per_class_recall"]["AKIEC"] is None, "derm7pt has no AKIEC"
