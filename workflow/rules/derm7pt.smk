@@ -39,7 +39,6 @@ else:
 rule derm7pt_split:
     input:
         data="resources/derm7pt",
-        index="results/derm7pt/index.csv",
     output:
         "results/derm7pt/split.csv",
     log:
