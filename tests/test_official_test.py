@@ -116,10 +116,16 @@ def test_official_test_command_writes_fold_ensemble_and_submission_files(tmp_pat
     assert [f["fold"] for f in metrics["folds"]] == [1, 2] and metrics["n_images"] == 60
 
     md = tmp_path / "t.md"
+    heldout = []
+    for fold, value in ((1, 0.5), (2, 0.7)):
+        heldout.append(tmp_path / f"heldout{fold}.json")
+        heldout[-1].write_text(json.dumps({"run": run, "fold": fold, "mc_sensitivity": value}))
     assert main(["official-table", "--metrics", str(out / "metrics.json"), "--label", run, "Multi-Crop",
+                 "--heldout-metrics", *map(str, heldout),
                  "--csv", str(tmp_path / "t.csv"), "--markdown", str(md), "--latex", str(tmp_path / "t.tex")]) == 0  # fmt: skip
     text = md.read_text()
     assert "| tiny | Multi-Crop |" in text and "ISIC_0035068 has weight 0" in text
+    assert " | 60.0 | 2 | 60 |" in text, "the held-out test part's mean MC-Sensitivity beside the official scores"
     assert "\\toprule" in (tmp_path / "t.tex").read_text()
 
 
@@ -133,3 +139,4 @@ def test_table_rows_are_fold_mean_population_std_and_ensemble():
     assert row["row"] == "Multi-Crop" and row["n_folds"] == 3
     assert row["bma_folds"] == pytest.approx(60.0) and row["bma_folds_std"] == pytest.approx(math.sqrt(200 / 3))
     assert row["bma_ensemble"] == pytest.approx(75.0)
+    assert math.isnan(row["heldout_mc_sensitivity"]), "no held-out metrics given"

@@ -253,7 +253,8 @@ def cmd_official_test(args: argparse.Namespace) -> None:
 def cmd_official_table(args: argparse.Namespace) -> None:
     from patchlesion.official_test import summarise_official, write_official_table
 
-    table = summarise_official([metrics for _, metrics in _read_metrics(args.metrics)], dict(args.label or []))
+    heldout = [metrics for _, metrics in _read_metrics(args.heldout_metrics or [])]
+    table = summarise_official([metrics for _, metrics in _read_metrics(args.metrics)], dict(args.label or []), heldout)
     write_official_table(table, args.csv, args.markdown, args.latex, args.title)
     log.info("official test set table with %d rows written to %s", len(table), args.markdown)
 
@@ -400,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("official-table", help="table of the official test set: fold-model and ensemble balanced multiclass accuracy")
     p.add_argument("--metrics", nargs="+", required=True, help="metrics.json files written by official-test")
+    p.add_argument("--heldout-metrics", nargs="+", default=None, help="the runs' test-part metrics.json (evaluate), for comparison")
     p.add_argument("--label", nargs=2, action="append", metavar=("RUN", "ROW"))
     p.add_argument("--title", default="Official test set (ISIC 2018 Task 3)")
     p.add_argument("--csv", required=True)

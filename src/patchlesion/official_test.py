@@ -174,12 +174,21 @@ def evaluate_official_test(spec, settings, index: pd.DataFrame, folds: Sequence[
 # --- the table ------------------------------------------------------------------------------------
 
 
-def summarise_official(results: Iterable[Mapping[str, Any]], labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+def summarise_official(
+    results: Iterable[Mapping[str, Any]],
+    labels: Mapping[str, str] | None = None,
+    heldout: Iterable[Mapping[str, Any]] = (),
+) -> pd.DataFrame:
     """One row per run: backbone, row label, folds, fold-model BMA mean and population std (ddof = 0),
-    ensemble BMA (percent), images scored and undecided ensemble predictions."""
+    ensemble BMA (percent), images scored and undecided ensemble predictions; with ``heldout`` (the
+    runs' test-part metrics.json of :func:`patchlesion.evaluation.evaluate_run`) also the fold models'
+    MC-sensitivity on the held-out test part (Table II's protocol) for comparison."""
     from patchlesion.runs import RunSpec
 
     labels = dict(labels or {})
+    heldout_by_run: dict[str, list[float]] = {}
+    for metrics in heldout:
+        heldout_by_run.setdefault(RunSpec.from_name(metrics["run"]).name, []).append(100.0 * float(metrics["mc_sensitivity"]))
     rows = []
     for result in results:
         spec = RunSpec.from_name(result["run"])
@@ -193,6 +202,7 @@ def summarise_official(results: Iterable[Mapping[str, Any]], labels: Mapping[str
                 "bma_folds": float(np.mean(scores)),
                 "bma_folds_std": float(np.std(scores, ddof=0)) if len(scores) > 1 else math.nan,
                 "bma_ensemble": 100.0 * float(result["ensemble"]["balanced_multiclass_accuracy"]),
+                "heldout_mc_sensitivity": float(np.mean(heldout_by_run[spec.name])) if spec.name in heldout_by_run else math.nan,
                 "n_scored": int(result["ensemble"]["n_scored"]),
                 "n_undecided": int(result["ensemble"]["n_undecided"]),
             }
@@ -210,8 +220,9 @@ _NOTE = (
     "Balanced multiclass accuracy (BMA, %) as on the ISIC 2018 Task 3 leaderboard: mean per-class recall, "
     "argmax labels, a tied maximum counts as wrong, ISIC_0035068 has weight 0. Folds: mean ± population "
     "standard deviation (ddof = 0) over the fold models; ensemble: the mean of the fold models' class "
-    "probabilities, scored once (submission.csv, ready for isic-challenge-scoring). The paper does not "
-    "report this test set."
+    "probabilities, scored once (submission.csv, ready for isic-challenge-scoring). Held-out test part: "
+    "the same fold models' mean MC-Sensitivity on the training dataset's held-out test part (Table II), "
+    "the same statistic without ties or weights. The paper does not report this test set."
 )
 
 
@@ -219,12 +230,13 @@ def render_markdown(table: pd.DataFrame, title: str) -> str:
     """Markdown: Backbone, Row, BMA of the fold models (mean ± std), BMA of their ensemble."""
     from patchlesion.tables import PAPER_BACKBONE_NAMES
 
-    lines = [f"## {title}", "", "| Backbone | Row | BMA folds | BMA ensemble | folds | images |", "|---|---|---|---|---|---|"]
+    lines = [f"## {title}", "", "| Backbone | Row | BMA folds | BMA ensemble | held-out test part MC-Sens. | folds | images |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for rec in table.to_dict("records"):
         backbone = PAPER_BACKBONE_NAMES.get(rec["backbone"], rec["backbone"])
         lines.append(
             f"| {backbone} | {str(rec['row']).replace('|', chr(92) + '|')} | {_cell(rec['bma_folds'], rec['bma_folds_std'])} | "
-            f"{_cell(rec['bma_ensemble'])} | {rec['n_folds']} | {rec['n_scored']} |"
+            f"{_cell(rec['bma_ensemble'])} | {_cell(rec.get('heldout_mc_sensitivity', math.nan))} | {rec['n_folds']} | {rec['n_scored']} |"
         )
     return "\n".join(lines + ["", _NOTE, ""])
 
@@ -233,15 +245,16 @@ def render_latex(table: pd.DataFrame, title: str) -> str:
     """A booktabs LaTeX version of :func:`render_markdown`."""
     from patchlesion.tables import PAPER_BACKBONE_NAMES, _latex_escape
 
-    lines = ["\\begin{table}", "\\centering", f"\\caption{{{_latex_escape(title)}}}", "\\begin{tabular}{llrr}", "\\toprule",
-             "Backbone & Row & BMA folds & BMA ensemble \\\\", "\\midrule"]  # fmt: skip
+    lines = ["\\begin{table}", "\\centering", f"\\caption{{{_latex_escape(title)}}}", "\\begin{tabular}{llrrr}", "\\toprule",
+             "Backbone & Row & BMA folds & BMA ensemble & held-out test part \\\\", "\\midrule"]  # fmt: skip
     previous = None
     for rec in table.to_dict("records"):
         backbone = PAPER_BACKBONE_NAMES.get(rec["backbone"], rec["backbone"])
         if previous is not None and backbone != previous:
             lines.append("\\midrule")
         cells = [_latex_escape(backbone) if backbone != previous else "", _latex_escape(rec["row"]),
-                 _latex_escape(_cell(rec["bma_folds"], rec["bma_folds_std"])), _latex_escape(_cell(rec["bma_ensemble"]))]  # fmt: skip
+                 _latex_escape(_cell(rec["bma_folds"], rec["bma_folds_std"])), _latex_escape(_cell(rec["bma_ensemble"])),
+                 _latex_escape(_cell(rec.get("heldout_mc_sensitivity", math.nan)))]  # fmt: skip
         lines.append(" & ".join(cells) + " \\\\")
         previous = backbone
     lines += ["\\bottomrule", "\\end{tabular}", "\\par\\smallskip", f"{{\\footnotesize {_latex_escape(_NOTE)}\\par}}", "\\end{table}", ""]

@@ -246,6 +246,11 @@ def official_test_inputs(wildcards):
     )
 
 
+def official_test_heldout_inputs(wildcards):
+    """Test-part metrics of the same runs' fold models (Table II's protocol), shown beside the official scores."""
+    return table_inputs(Namespace(dataset=wildcards.dataset, table=OFFICIAL_TEST_TABLE))
+
+
 def official_test_options(wildcards):
     """Title and each run's row label of the official-test table."""
     title = f"Official test set (ISIC 2018 Task 3), Table {OFFICIAL_TEST_TABLE} runs trained on {wildcards.dataset}"

@@ -63,7 +63,8 @@ rule official_test:
 
 rule official_test_table:
     input:
-        official_test_inputs,
+        official=official_test_inputs,
+        heldout=official_test_heldout_inputs,
     output:
         csv=report(
             "results/{dataset}/tables/official_test.csv",
@@ -86,5 +87,5 @@ rule official_test_table:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion official-table --metrics {input} {params.options} --csv {output.csv} "
+        "patchlesion official-table --metrics {input.official} --heldout-metrics {input.heldout} {params.options} --csv {output.csv} "
         "--markdown {output.markdown} --latex {output.latex} > {log} 2>&1"
