@@ -99,9 +99,9 @@ def test_unweighted_schemes_use_plain_mean_cross_entropy(balancing):
     torch.testing.assert_close(loss(logits, target, torch.tensor([0, 2])), expected)
 
 
-def test_weighted_schemes_need_every_class():
-    with pytest.raises(PatchlesionError, match="DF"):
-        make_loss("loss_weighting", np.array([0, 1, 2, 3, 4, 6]), 7, 1.0, "cpu")
+def test_weighted_schemes_need_training_labels():
+    with pytest.raises(PatchlesionError, match="no training labels"):
+        make_loss("loss_weighting", np.array([], dtype=int), 7, 1.0, "cpu")
 
 
 @pytest.mark.parametrize("balancing", ["none", "loss_weighting", "diagnosis_weighting"])
@@ -203,3 +203,15 @@ def test_sampler_iterates_one_epoch_for_a_dataloader():
 
 def test_class_weights_still_hand_computed():
     np.testing.assert_allclose(class_weights(np.array([0, 0, 0, 1]), 2, 0.5), [np.sqrt(4 / 3), 2.0])
+
+
+def test_class_without_training_images_gets_weight_zero_and_loss_ignores_it():
+    # derm7pt has no AKIEC: the loss must train on the six classes it has (Table IV).
+    weights = class_weights(np.array([0, 0, 0, 2]), 3, 1.0)
+    np.testing.assert_allclose(weights, [4 / 3, 0.0, 4.0])
+    loss = make_loss("loss_weighting", np.array([0, 0, 0, 2]), 3, 1.0, "cpu")
+    logits = torch.tensor([[2.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    target = torch.tensor([0, 2])
+    ce = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+    expected = (4 / 3 * ce[0] + 4.0 * ce[1]) / (4 / 3 + 4.0)
+    torch.testing.assert_close(loss(logits, target), expected)

@@ -90,9 +90,11 @@ def test_class_weights_on_published_fold_equal_the_method_reference():
     )
 
 
-def test_class_weights_need_every_class():
-    with pytest.raises(PatchlesionError, match="DF"):
-        class_weights(np.array([0, 1, 2, 3, 4, 6]), 7)
+def test_class_without_training_images_has_weight_zero():
+    # derm7pt has no AKIEC: its six classes are weighted (N/N_c)^k, AKIEC 0 (Table IV)
+    np.testing.assert_allclose(class_weights(np.array([0, 1, 2, 4, 5, 6]), 7), [6, 6, 6, 0, 6, 6, 6])
+    with pytest.raises(PatchlesionError, match="no training labels"):
+        class_weights(np.array([], dtype=int), 7)
 
 
 def test_loss_weighting_is_a_weighted_mean():

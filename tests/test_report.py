@@ -25,7 +25,25 @@ def test_report_links_tables_and_figures_and_names_what_was_skipped(tmp_path):
     assert "![Fig. 5](synthetic/figures/figure5.png)" in text
     assert "synthetic/figures/table_II_confusion.png" in text
     assert "Fig. 4" not in text, "a figure that was not produced is not linked"
-    assert "Table IV (derm7pt / SPC)" in text and "skipped" in text
+    assert "Table IV (derm7pt / SPC)**: skipped" in text and "derm7pt_dir=" in text
+    assert "Official test set" not in text, "no official-test table was produced"
+
+
+def test_report_takes_table_iv_from_derm7pt_and_adds_the_official_test_set(tmp_path):
+    base, derm = tmp_path / "results" / "ham10000", tmp_path / "results" / "derm7pt"
+    for folder in (base / "tables", derm / "tables", derm / "figures"):
+        folder.mkdir(parents=True)
+    (base / "tables" / "table_II.md").write_text("## Table II (ham10000)\n")
+    (base / "tables" / "table_VI.md").write_text("## Table VI (ham10000)\n")
+    (derm / "tables" / "table_IV.md").write_text("## Table IV (derm7pt): SPC\n")
+    (derm / "figures" / "table_IV_confusion.png").write_bytes(b"\x89PNG")
+    (base / "tables" / "official_test.md").write_text("## Official test set (ISIC 2018 Task 3)\n\n| a |\n")
+    (base / "tables" / "official_test.csv").write_text("a\n")
+    text = write_report(tmp_path / "results", "ham10000", "paper", tmp_path / "results" / "REPORT.md", {"IV": "derm7pt"})
+    assert text.index("### Table II") < text.index("### Table IV (derm7pt)") < text.index("### Table VI")
+    assert "derm7pt/figures/table_IV_confusion.png" in text
+    assert "## Official test set (ISIC 2018 Task 3)" in text and "[csv](ham10000/tables/official_test.csv)" in text
+    assert "skipped" not in text.split("## Skipped")[1]
 
 
 def _metrics(path, run, fold, sensitivity):

@@ -193,11 +193,11 @@ def test_render_markdown(records: list[dict]) -> None:
 
 
 def test_render_markdown_paper_without_std() -> None:
-    # Table IV has no std in the paper -> paper cell is the bare number.
+    # Table IV has no std in the paper -> paper cell is the bare number; one fold model -> ours too.
     recs = [{"table": "IV", "backbone": "densenet121", "row": "Attention", "fold": 0,
              "mc_sensitivity": 0.678, "mc_specificity": 0.931, "f1": 0.752}]  # fmt: skip
     md = render_markdown(summarise_folds(recs), "Table IV")
-    assert "| DenseNet121 | Attention | 67.8 ± 0.0 | 67.8 | 0.0 | 93.1 ± 0.0 | 93.1 | 0.0 |" in md
+    assert "| DenseNet121 | Attention | 67.8 | 67.8 | 0.0 | 93.1 | 93.1 | 0.0 |" in md
     assert "over the 1 fold," in md
 
 
@@ -261,8 +261,8 @@ def test_render_latex_paper_without_std_and_escaping() -> None:
     ]  # fmt: skip
     tex = render_latex(summarise_folds(recs), "Table IV: 5% & $x_1$ ± Δ")
     assert "\\caption{Table IV: 5\\% \\& \\$x\\_1\\$ $\\pm$ $\\Delta$}" in tex
-    assert "DenseNet121 & Attention & 67.8 $\\pm$ 0.0 & 67.8 & 0.0 & 93.1 $\\pm$ 0.0 & 93.1 & 0.0 &" in tex
-    assert "tiny & Crops \\& 50\\% of\\_x \\#1 \\{a\\} & 50.0 $\\pm$ 0.0 & -- & -- &" in tex
+    assert "DenseNet121 & Attention & 67.8 & 67.8 & 0.0 & 93.1 & 93.1 & 0.0 &" in tex
+    assert "tiny & Crops \\& 50\\% of\\_x \\#1 \\{a\\} & 50.0 & -- & -- &" in tex
 
 
 def test_render_latex_multi_table_names_each_block_once() -> None:
@@ -525,3 +525,4 @@ def test_bootstrap_end_to_end_into_table(tmp_path) -> None:  # type: ignore[no-u
     assert back["ci_n_boot"].tolist()[1] == 200
     assert f"{gru['ci_delta']:+.1f} [{ci['low']:+.1f}, {ci['high']:+.1f}]" in (tmp_path / "t.md").read_text()
     assert "ref." in (tmp_path / "t.tex").read_text()
+

@@ -35,6 +35,29 @@ def test_paper_preset_plans_three_folds_per_backbone(tmp_path):
     assert _job_count(stats, "figure4") == _job_count(stats, "figure5") == _job_count(stats, "report_md") == 1
     assert _job_count(stats, "fetch_weights") == 3
     assert _job_count(stats, "download_ham10000") == 1
+    # the official test set: Table II's 7 rows x 3 backbones, each job all folds and their ensemble;
+    # the ISIC 2018 test images are downloaded into resources/isic2018_test
+    assert _job_count(stats, "official_test") == 21 and _job_count(stats, "official_test_table") == 1
+    assert _job_count(stats, "download_isic2018_test") == 1 and _job_count(stats, "index") == 2
+    # no derm7pt_dir: Table IV is skipped, nothing of derm7pt is planned
+    assert _job_count(stats, "derm7pt_missing") == _job_count(stats, "convert_derm7pt") == 0
+
+
+def test_derm7pt_dir_adds_table_iv_with_one_last_model_per_row(tmp_path):
+    release = tmp_path / "release_v0"
+    release.mkdir()
+    result = snakemake("-n", "-p", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path),
+                       "--config", f"derm7pt_dir={release}")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    stats = result.stdout + result.stderr
+    # Table IV: 3 rows x 3 backbones, fold 1 only, on derm7pt (not shared with the HAM10000 runs)
+    assert _job_count(stats, "train") == 216 + 9 and _job_count(stats, "evaluate") == 216 + 9
+    assert _job_count(stats, "convert_derm7pt") == _job_count(stats, "derm7pt_split") == 1
+    assert _job_count(stats, "table") == 5 and _job_count(stats, "table_figures") == 5
+    assert "results/derm7pt/runs/densenet121-ordered-nc9-mean-loss_weighting-k1-attinitial-pd0.2/fold1/model_last.pt" in stats
+    assert "results/derm7pt/runs/densenet121-multi_crop-nc9-mean-loss_weighting-k1/fold2" not in stats
+    assert "--model results/derm7pt/runs/densenet121-multi_crop-nc9-mean-loss_weighting-k1/fold1/model_last.pt" in stats
+    assert "--table-dataset IV derm7pt" in stats
 
 
 def test_demo_preset_plans_tiny_backbone(tmp_path):
@@ -42,6 +65,9 @@ def test_demo_preset_plans_tiny_backbone(tmp_path):
     assert result.returncode == 0, result.stderr
     assert _job_count(result.stdout + result.stderr, "train") == 42  # (19 table runs + 2 Fig. 5 runs) x 2 folds
     assert _job_count(result.stdout + result.stderr, "fetch_weights") == 0  # tiny: no ImageNet weights
+    # the official-test protocol on a held-out synthetic set: 7 Table II runs + its synthesis, index, table
+    assert _job_count(result.stdout + result.stderr, "official_test") == 7
+    assert _job_count(result.stdout + result.stderr, "synthesize_test") == 1
     assert "tiny-multi_crop-nc9-mean-loss_weighting-k1" in result.stdout + result.stderr
 
 
@@ -63,6 +89,8 @@ def _job_count(text: str, rule: str) -> int:
         ("preset=nonexistent", "preset"),
         ("device=gpu7", "gpu7"),
         ("crop_size=500", "crop_size"),
+        ("derm7pt_split=random7", "random7"),
+        ("test_checkpoint={derm7pt: worst}", "worst"),
     ],
 )
 def test_bad_config_is_rejected_naming_the_key(tmp_path, override, named):
@@ -84,7 +112,7 @@ def test_bad_value_inside_a_preset_is_rejected(tmp_path):
 def test_workflow_end_to_end_on_tiny_synthetic_data(tmp_path):
     overrides = [
         "preset=demo",
-        "synthetic={n_images: 120, image_size: [96, 72], seed: 1}",
+        "synthetic={n_images: 120, image_size: [96, 72], seed: 1, test: {n_images: 60, seed: 2}}",
         "image_size=[96, 72]",
         "crop_size=32",
         "epochs=2",
@@ -126,6 +154,14 @@ def test_workflow_end_to_end_on_tiny_synthetic_data(tmp_path):
         assert (figures / f"{name}.png").stat().st_size > 1000 and (figures / f"{name}.pdf").exists()
     report = (tmp_path / "results" / "REPORT.md").read_text()
     assert "Table IV" in report and "synthetic/figures/figure4.png" in report
+
+    # the official-test protocol on the held-out synthetic set: fold models and their ensemble
+    official = pd.read_csv(results / "tables" / "official_test.csv")
+    assert len(official) == 7 and (official["n_folds"] == 2).all() and (official["n_scored"] == 60).all()
+    assert official["bma_ensemble"].between(0, 100).all()
+    submission = pd.read_csv(results / "official_test" / "tiny-multi_crop-nc9-mean-loss_weighting-k1" / "submission.csv")
+    assert list(submission.columns) == ["image", "MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"] and len(submission) == 60
+    assert "## Official test set (ISIC 2018 Task 3)" in report
 
     again = snakemake("-n", *args)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -52,15 +52,19 @@ DIAGNOSIS_SCOPE_CLASSES: dict[str, tuple[str, ...]] = {
 
 
 def class_weights(labels: np.ndarray, n_classes: int, k: float = 1.0) -> np.ndarray:
-    """Loss weighting (Sec. II-F): n_i = (N / N_i)^k from the training labels of one fold."""
+    """Loss weighting (Sec. II-F): n_i = (N / N_i)^k from the training labels of one fold.
+
+    A class without training images gets weight 0: no target has it, so its weight never enters
+    the weighted mean. That is how a dataset without some class trains on the classes it has, as
+    the authors' six-class model on derm7pt, which has no AKIEC (Sec. II-A).
+    """
     counts = np.bincount(np.asarray(labels, dtype=int), minlength=n_classes).astype(float)
-    if (counts == 0).any():
-        absent = [CLASSES[i] if n_classes == len(CLASSES) else str(i) for i in np.flatnonzero(counts == 0)]
-        raise PatchlesionError(
-            f"class(es) {', '.join(absent)} have no training images in this fold, so loss weights "
-            "(N/N_c)^k are undefined; use a larger dataset or `balancing: none`."
-        )
-    return (counts.sum() / counts) ** k
+    if not counts.any():
+        raise PatchlesionError("no training labels: loss weights (N/N_c)^k need at least one training image.")
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = (counts.sum() / counts[present]) ** k
+    return weights
 
 
 def diagnosis_factors(labels: np.ndarray, dx_types, scope: str = "benign") -> np.ndarray:

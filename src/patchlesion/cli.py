@@ -8,6 +8,7 @@
     patchlesion table --table II --metrics results/*/runs/*/fold*/metrics.json --csv T.csv --markdown T.md
     patchlesion predict --run NAME --model DIR/model.pt IMAGE.jpg [...] --output P.csv --overlay-dir DIR
     patchlesion download-ham10000 --out resources/ham10000 --downloads resources/downloads/ham10000
+    patchlesion convert-derm7pt --release /data/derm7pt/release_v0 --out resources/derm7pt --split official
 """
 
 from __future__ import annotations
@@ -233,8 +234,39 @@ def cmd_figure5(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from patchlesion.report import write_report
 
-    write_report(args.results, args.dataset, args.preset, args.out)
+    write_report(args.results, args.dataset, args.preset, args.out, dict(args.table_dataset or []))
     log.info("report written to %s", args.out)
+
+
+def cmd_official_test(args: argparse.Namespace) -> None:
+    from patchlesion.official_test import evaluate_official_test
+    from patchlesion.runs import RunSpec
+
+    _set_threads(args)
+    spec = RunSpec.from_name(args.run).check_registries()
+    index = _read_csv(args.index, "image index of the official test set")
+    metrics = evaluate_official_test(spec, _settings(args), index, args.folds, args.models, args.out_dir)
+    folds = ", ".join(f"fold {f['fold']} {f['balanced_multiclass_accuracy']:.3f}" for f in metrics["folds"])
+    log.info("run %s on %d official test images: balanced multiclass accuracy %s; ensemble %.3f",
+             spec.name, metrics["n_images"], folds, metrics["ensemble"]["balanced_multiclass_accuracy"])  # fmt: skip
+
+
+def cmd_official_table(args: argparse.Namespace) -> None:
+    from patchlesion.official_test import summarise_official, write_official_table
+
+    heldout = [metrics for _, metrics in _read_metrics(args.heldout_metrics or [])]
+    table = summarise_official([metrics for _, metrics in _read_metrics(args.metrics)], dict(args.label or []), heldout)
+    write_official_table(table, args.csv, args.markdown, args.latex, args.title)
+    log.info("official test set table with %d rows written to %s", len(table), args.markdown)
+
+
+def cmd_convert_derm7pt(args: argparse.Namespace) -> None:
+    from patchlesion.derm7pt import convert_release
+
+    meta = convert_release(args.release, args.out, split=args.split, image_size=tuple(args.image_size))
+    split = pd.read_csv(Path(args.out) / "split.csv")
+    log.info("converted %d derm7pt cases to %s: %s", len(meta), args.out, meta["dx"].value_counts().to_dict())
+    log.info("%s split: %d test, %d training images", args.split, int((split["part"] == 0).sum()), int(split["part"].isin([2, 3]).sum()))
 
 
 def cmd_fetch_weights(args: argparse.Namespace) -> None:
@@ -354,8 +386,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results")
     p.add_argument("--dataset", required=True)
     p.add_argument("--preset", default="paper")
+    p.add_argument("--table-dataset", nargs=2, action="append", metavar=("TABLE", "DATASET"),
+                   help="a table computed on another dataset, e.g. IV derm7pt")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("official-test", help="predict an official test set (all images) with each fold model and their ensemble; leaderboard score")
+    p.add_argument("--index", required=True, help="index.csv of the official test set")
+    p.add_argument("--run", required=True)
+    p.add_argument("--folds", type=int, nargs="+", required=True)
+    p.add_argument("--models", nargs="+", required=True, help="one model file per fold, in the order of --folds")
+    p.add_argument("--out-dir", required=True)
+    _add_settings(p)
+    p.set_defaults(func=cmd_official_test)
+
+    p = sub.add_parser("official-table", help="table of the official test set: fold-model and ensemble balanced multiclass accuracy")
+    p.add_argument("--metrics", nargs="+", required=True, help="metrics.json files written by official-test")
+    p.add_argument("--heldout-metrics", nargs="+", default=None, help="the runs' test-part metrics.json (evaluate), for comparison")
+    p.add_argument("--label", nargs=2, action="append", metavar=("RUN", "ROW"))
+    p.add_argument("--title", default="Official test set (ISIC 2018 Task 3)")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--latex", required=True)
+    p.set_defaults(func=cmd_official_table)
+
+    p = sub.add_parser("convert-derm7pt", help="derm7pt (SPC) release_v0 -> a HAM10000-format folder with split.csv (Table IV)")
+    p.add_argument("--release", required=True, help="the unpacked derm7pt release_v0 folder (meta/, images/)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--split", choices=["official", "authors"], default="official",
+                   help="test set: the official one (train + valid vs test) or the authors' (their indices_sp.pkl)")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"), default=[600, 450])
+    p.set_defaults(func=cmd_convert_derm7pt)
 
     p = sub.add_parser("fetch-weights", help="download ImageNet weights into the local cache (checksum verified)")
     p.add_argument("backbones", nargs="+")

@@ -32,7 +32,9 @@ __all__ = [
 #: File names under which HAM10000's metadata is published (CSV upload, Dataverse's tabular export).
 METADATA_NAMES: tuple[str, ...] = ("HAM10000_metadata.csv", "HAM10000_metadata.tab", "HAM10000_metadata")
 REQUIRED_COLUMNS: tuple[str, ...] = ("lesion_id", "image_id", "dx", "dx_type")
-_IMAGE_ID = re.compile(r"^ISIC_\d{7}$")
+#: Image ids: HAM10000's and ISIC's ``ISIC_xxxxxxx``, and ``SPC_xxxx`` (a derm7pt case number) for the
+#: converted derm7pt dataset (:mod:`patchlesion.derm7pt`).
+_IMAGE_ID = re.compile(r"^(ISIC_\d{7}|SPC_\d{4})$")
 
 
 def find_metadata(root: str | Path) -> Path:
@@ -60,7 +62,7 @@ def find_metadata(root: str | Path) -> Path:
 
 
 def find_images(root: str | Path) -> dict[str, Path]:
-    """Map image id -> JPEG path for every ``ISIC_xxxxxxx.jpg`` (any case) anywhere below ``root``."""
+    """Map image id -> JPEG path for every ``ISIC_xxxxxxx.jpg`` or ``SPC_xxxx.jpg`` (any case) below ``root``."""
     images: dict[str, Path] = {}
     for path in sorted(Path(root).rglob("*")):
         if path.suffix.lower() not in (".jpg", ".jpeg") or not path.is_file():
@@ -104,7 +106,7 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
     bad_ids = table.loc[~table["image_id"].str.match(_IMAGE_ID), "image_id"]
     if len(bad_ids):
         row = bad_ids.index[0] + 2  # +1 for the header, +1 for 1-based line numbers
-        raise DatasetError(f"{path}, line {row}: image_id {bad_ids.iloc[0]!r} is not of the form ISIC_xxxxxxx.")
+        raise DatasetError(f"{path}, line {row}: image_id {bad_ids.iloc[0]!r} is not of the form ISIC_xxxxxxx (or SPC_xxxx, a converted derm7pt case).")
     duplicated = table.loc[table["image_id"].duplicated(), "image_id"]
     if len(duplicated):
         raise DatasetError(f"{path}: image_id {duplicated.iloc[0]} is listed more than once.")

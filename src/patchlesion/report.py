@@ -8,22 +8,31 @@ from pathlib import Path
 
 __all__ = ["SKIPPED", "write_report"]
 
-#: Parts of the paper this workflow does not produce yet, with the reason and what to do.
+#: Tables that are skipped when they were not produced, with the reason and what to do.
 SKIPPED: dict[str, str] = {
-    "Table IV (derm7pt / SPC)": (
-        "skipped: the derm7pt dataset is not provided. It needs a registration at "
-        "https://derm.cs.sfu.ca and the conversion of METHOD §8 (dermoscopic images only, diagnosis "
-        "mapped to the HAM10000 classes, resized to 600×450), which this workflow does not implement yet."
+    "IV": (
+        "**Table IV (derm7pt / SPC)**: skipped: the derm7pt dataset is not provided (`derm7pt_dir` is not "
+        "set). It needs a registration at https://derm.cs.sfu.ca; unpack release_v0.zip and run with "
+        "`--config derm7pt_dir=/path/to/release_v0` (converted as METHOD §8: dermoscopic images only, "
+        "diagnoses mapped to the HAM10000 classes, resized to 600×450)."
     ),
 }
 
 _TABLE_ORDER = ("II", "III", "IV", "V", "VI")
 
 
-def write_report(results: str | Path, dataset: str, preset: str, out: str | Path) -> str:
-    """Write ``out`` (Markdown) for the tables and figures found under ``results/<dataset>``."""
+def write_report(
+    results: str | Path, dataset: str, preset: str, out: str | Path, table_datasets: dict[str, str] | None = None
+) -> str:
+    """Write ``out`` (Markdown) for the tables and figures found under ``results/<dataset>``.
+
+    ``table_datasets`` names tables computed on another dataset (``{"IV": "derm7pt"}``): they are
+    read from ``results/<that dataset>`` instead; a table of :data:`SKIPPED` that is found nowhere is
+    listed as skipped with its reason.
+    """
     results, out = Path(results), Path(out)
     base = results / dataset
+    table_datasets = dict(table_datasets or {})
     lines = [
         f"# Results: Gessert et al. 2019 reproduced on `{dataset}` (preset `{preset}`)",
         "",
@@ -34,30 +43,48 @@ def write_report(results: str | Path, dataset: str, preset: str, out: str | Path
         "## Tables",
         "",
     ]
-    tables = sorted(base.glob("tables/table_*.md"), key=lambda p: _table_key(p.stem.removeprefix("table_")))
+    tables = [p for p in base.glob("tables/table_*.md") if p.stem.removeprefix("table_") not in table_datasets]
+    tables += [results / other / "tables" / f"table_{name}.md" for name, other in table_datasets.items()]
+    tables = sorted((p for p in tables if p.exists()), key=lambda p: _table_key(p.stem.removeprefix("table_")))
     for md in tables:
         name = md.stem.removeprefix("table_")
-        links = " · ".join(f"[{ext}]({_rel(md.with_suffix('.' + ext), out)})" for ext in ("csv", "md", "tex") if md.with_suffix("." + ext).exists())
-        lines += [md.read_text().strip().replace("## ", "### ", 1), "", f"Files: {links}", ""]
+        lines += _table_section(md, out)
         for kind, text in (("confusion", "confusion matrix of the best run"), ("curves", "training curves")):
-            png = base / "figures" / f"table_{name}_{kind}.png"
+            png = md.parent.parent / "figures" / f"table_{name}_{kind}.png"
             if png.exists():
                 lines += [f"![Table {name}: {text}]({_rel(png, out)})", ""]
     if not tables:
         lines += ["No table was produced.", ""]
+    official = base / "tables" / "official_test.md"
+    if official.exists():
+        lines += ["## Official test set (ISIC 2018 Task 3)", ""]
+        lines += [
+            "The runs of Table II scored on the challenge's own test set, as on its leaderboard; the ensemble's "
+            f"submission files are `{dataset}/official_test/<run>/submission.csv`.",
+            "",
+        ]
+        lines += _table_section(official, out)
     lines += ["## Figures", ""]
     for number, text in (("4", "attention weights of the End-Attention model"), ("5", "MC-sensitivity against patch dropout")):
         png = base / "figures" / f"figure{number}.png"
         if png.exists():
             pdf = png.with_suffix(".pdf")
             lines += [f"### Fig. {number}: {text}", "", f"![Fig. {number}]({_rel(png, out)})", "", f"PDF: [{pdf.name}]({_rel(pdf, out)})", ""]
+    produced = {md.stem.removeprefix("table_") for md in tables}
+    skipped = [why for name, why in SKIPPED.items() if name not in produced]
     lines += ["## Skipped", ""]
-    lines += [f"- **{what}**: {why}" for what, why in SKIPPED.items()]
+    lines += [f"- {why}" for why in skipped] or ["Nothing."]
     lines.append("")
     out.parent.mkdir(parents=True, exist_ok=True)
     text = "\n".join(lines)
     out.write_text(text)
     return text
+
+
+def _table_section(md: Path, out: Path) -> list[str]:
+    """A table's Markdown (its heading one level down) and links to its CSV, Markdown and LaTeX files."""
+    links = " · ".join(f"[{ext}]({_rel(md.with_suffix('.' + ext), out)})" for ext in ("csv", "md", "tex") if md.with_suffix("." + ext).exists())
+    return [md.read_text().strip().replace("## ", "### ", 1), "", f"Files: {links}", ""]
 
 
 def _table_key(name: str) -> int:

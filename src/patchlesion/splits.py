@@ -3,6 +3,9 @@
 A *split* is a DataFrame with columns ``image_id`` and ``part`` (int, ``0..n_parts-1``).
 Part 0 is the held-out test set; fold ``k`` in ``{1, 2, 3}`` validates on part ``k`` and trains
 on the two other parts among ``1..3`` (Sec. II-A, three-fold cross-validation).
+The one exception is derm7pt's split (:mod:`patchlesion.derm7pt`, fold 1 only): it lists the test
+images in part 0 and again in part 1, because the paper has no validation set there and the authors'
+code validates on the test set; :func:`select` reads it like any other split.
 
 ``meta`` is a HAM10000-style metadata table with at least ``image_id``, ``lesion_id`` and ``dx``
 (lower-case HAM codes), i.e. the columns of ``HAM10000_metadata.csv``.

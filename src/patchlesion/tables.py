@@ -86,7 +86,7 @@ def summarise_folds(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     ignored. Rows are ordered by table, then backbone, then row, each in first-seen order.
 
     Output columns: ``table, backbone, paper_backbone, row, n_folds`` and, for each metric ``m``,
-    ``m, m_std`` (ours, percent), ``paper_m, paper_m_std`` (the paper's, NaN where the paper has
+    ``m, m_std`` (ours, percent; ``m_std`` NaN for a single fold), ``paper_m, paper_m_std`` (the paper's, NaN where the paper has
     no such row for that table/backbone, or no std) and ``delta_m`` = ours − paper.
     """
     records = list(records)
@@ -127,7 +127,8 @@ def summarise_folds(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         for m in METRICS:
             arr = 100.0 * np.asarray(groups[(table, backbone, row)][m], dtype=float)
             out[m] = float(np.mean(arr))
-            out[f"{m}_std"] = float(np.std(arr, ddof=0))
+            # one model per row (Table IV, derm7pt) has no spread: shown as a single value, as in the paper
+            out[f"{m}_std"] = float(np.std(arr, ddof=0)) if arr.size > 1 else math.nan
         rows.append(out)
 
     columns = ["table", "backbone", "paper_backbone", "row", "n_folds"]

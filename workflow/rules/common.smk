@@ -148,6 +148,19 @@ def dataset_dir(wildcards):
 def download_settings(wildcards):
     """The config's download block as one shell-quoted JSON argument of the download rules."""
     return shlex.quote(json.dumps(config.get("download", {})))
+def dataset_folds(dataset):
+    """The folds trained on a dataset: derm7pt has one model per run (its fold 1, no cross-validation)."""
+    return [1] if dataset == "derm7pt" else config["folds"]
+
+
+def table_dataset(table):
+    """The dataset a table is computed on: its `dataset` key (Table IV: derm7pt), else `dataset`."""
+    return config["tables"][table].get("dataset", DATASET)
+
+
+def built_tables():
+    """(dataset, table) of every table the workflow builds; a derm7pt table only when derm7pt_dir is set."""
+    return [(table_dataset(t), t) for t in TABLES if table_dataset(t) != "derm7pt" or config["derm7pt_dir"]]
 
 
 def table_inputs(wildcards):
@@ -156,7 +169,7 @@ def table_inputs(wildcards):
         "results/{dataset}/runs/{run}/fold{fold}/metrics.json",
         dataset=wildcards.dataset,
         run=table_runs(wildcards.table),
-        fold=config["folds"],
+        fold=dataset_folds(wildcards.dataset),
     )
 
 
@@ -192,10 +205,76 @@ def weights_backbone(wildcards):
     return next(name for name, entry in PRETRAINED.items() if entry.file == wildcards.weights_file)
 
 
+def test_checkpoint(dataset):
+    """best or last: config key test_checkpoint, one value for all datasets or one per dataset."""
+    setting = config["test_checkpoint"]
+    return setting if isinstance(setting, str) else setting.get(dataset, "best")
+
+
 def test_model(wildcards):
     """The model of a fold that is evaluated on the test part (config key test_checkpoint)."""
-    name = "model.pt" if config["test_checkpoint"] == "best" else "model_last.pt"
+    name = "model.pt" if test_checkpoint(wildcards.dataset) == "best" else "model_last.pt"
     return f"results/{wildcards.dataset}/runs/{wildcards.run}/fold{wildcards.fold}/{name}"
+
+
+#: The table whose runs are also scored on the official test set (ISIC 2018 Task 3 for HAM10000).
+OFFICIAL_TEST_TABLE = "II"
+
+
+def synthetic_test_settings():
+    """n_images and seed of the synthetic stand-in for the official test set."""
+    return {"n_images": 1511, "seed": 1, **config["synthetic"].get("test", {})}
+
+
+def official_test_index(wildcards):
+    """index.csv of the official test set of a training dataset."""
+    if wildcards.dataset not in OFFICIAL_TEST_SET:
+        raise ValueError(f"dataset {wildcards.dataset!r} has no official test set (only {', '.join(OFFICIAL_TEST_SET)}).")
+    return f"results/{OFFICIAL_TEST_SET[wildcards.dataset]}/index.csv"
+
+
+def official_test_models(wildcards):
+    """The fold models of a run that predict the official test set (the test_checkpoint models)."""
+    return [test_model(Namespace(dataset=wildcards.dataset, run=wildcards.run, fold=fold)) for fold in dataset_folds(wildcards.dataset)]
+
+
+def official_test_folds(wildcards):
+    """The folds of official_test_models, in the same order."""
+    return " ".join(str(fold) for fold in dataset_folds(wildcards.dataset))
+
+
+def official_test_inputs(wildcards):
+    """Leaderboard scores (metrics.json) of every run of the official-test table."""
+    return expand(
+        "results/{dataset}/official_test/{run}/metrics.json", dataset=wildcards.dataset, run=table_runs(OFFICIAL_TEST_TABLE)
+    )
+
+
+def official_test_heldout_inputs(wildcards):
+    """Test-part metrics of the same runs' fold models (Table II's protocol), shown beside the official scores."""
+    return table_inputs(Namespace(dataset=wildcards.dataset, table=OFFICIAL_TEST_TABLE))
+
+
+def official_test_options(wildcards):
+    """Title and each run's row label of the official-test table."""
+    title = f"Official test set (ISIC 2018 Task 3), Table {OFFICIAL_TEST_TABLE} runs trained on {wildcards.dataset}"
+    if wildcards.dataset != "ham10000":
+        title += f" (test set: {OFFICIAL_TEST_SET[wildcards.dataset]})"
+    return " ".join(
+        [f"--title {shlex.quote(title)}"] + [f"--label {name} {shlex.quote(label)}" for name, label in table_rows(OFFICIAL_TEST_TABLE)]
+    )
+
+
+def official_test_outputs():
+    """The official-test table of the configured dataset, if it has an official test set and Table II is configured."""
+    if DATASET not in OFFICIAL_TEST_SET or OFFICIAL_TEST_TABLE not in TABLES:
+        return []
+    return expand("results/{dataset}/tables/official_test.{ext}", dataset=DATASET, ext=["csv", "md", "tex"])
+
+
+def report_options():
+    """Tables of the report that lie under another dataset than `dataset` (Table IV: derm7pt)."""
+    return " ".join(f"--table-dataset {table} {dataset}" for dataset, table in built_tables() if dataset != DATASET)
 
 
 def figure5_inputs(wildcards):
@@ -225,12 +304,12 @@ def figure4_options(wildcards):
 
 
 def table_outputs():
-    """Every table and its figures for the configured dataset."""
-    return expand(
-        "results/{dataset}/tables/table_{table}.{ext}", dataset=DATASET, table=TABLES, ext=["csv", "md", "tex"]
-    ) + expand(
-        "results/{dataset}/figures/table_{table}_{kind}.png", dataset=DATASET, table=TABLES, kind=["confusion", "curves"]
-    )
+    """Every table and its figures (Table IV on derm7pt when derm7pt_dir is set), and the official-test table."""
+    outputs = []
+    for dataset, table in built_tables():
+        outputs += expand("results/{dataset}/tables/table_{table}.{ext}", dataset=dataset, table=table, ext=["csv", "md", "tex"])
+        outputs += expand("results/{dataset}/figures/table_{table}_{kind}.png", dataset=dataset, table=table, kind=["confusion", "curves"])
+    return outputs + official_test_outputs()
 
 
 def figure_outputs():

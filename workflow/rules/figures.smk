@@ -84,10 +84,11 @@ rule report_md:
     params:
         dataset=DATASET,
         preset=config["preset"],
+        options=report_options(),
     log:
         "results/logs/report_md.log",
     conda:
         "../../envs/patchlesion.yaml"
     shell:
         "patchlesion report --dataset {params.dataset} --preset {params.preset} --results results "
-        "--out {output} > {log} 2>&1"
+        "{params.options} --out {output} > {log} 2>&1"

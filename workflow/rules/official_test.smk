@@ -1,0 +1,75 @@
+# The official test set as a second evaluation protocol: every fold model of every Table II run and
+# their ensemble predict all its images, scored as on the ISIC 2018 Task 3 leaderboard.
+
+
+rule synthesize_test:
+    output:
+        directory("resources/synthetic_test"),
+    params:
+        n_images=synthetic_test_settings()["n_images"],
+        size=" ".join(str(v) for v in config["synthetic"]["image_size"]),
+        seed=synthetic_test_settings()["seed"],
+    log:
+        "results/synthetic_test/logs/synthesize.log",
+    localrule: True
+    conda:
+        "../../envs/patchlesion.yaml"
+    shell:
+        "patchlesion synthesize --out {output} --n-images {params.n_images} "
+        "--image-size {params.size} --seed {params.seed} > {log} 2>&1"
+
+
+rule official_test:
+    input:
+        index=official_test_index,
+        models=official_test_models,
+    output:
+        metrics="results/{dataset}/official_test/{run}/metrics.json",
+        ensemble="results/{dataset}/official_test/{run}/ensemble_predictions.csv",
+        submission="results/{dataset}/official_test/{run}/submission.csv",
+    params:
+        out_dir=subpath(output.metrics, parent=True),
+        folds=official_test_folds,
+        settings=settings_args,
+    log:
+        "results/{dataset}/logs/official_test/{run}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/official_test/{run}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/patchlesion.yaml"
+    shell:
+        "patchlesion official-test --index {input.index} --run {wildcards.run} --folds {params.folds} "
+        "--models {input.models} --out-dir {params.out_dir} --threads {threads} {params.settings} > {log} 2>&1"
+
+
+rule official_test_table:
+    input:
+        official=official_test_inputs,
+        heldout=official_test_heldout_inputs,
+    output:
+        csv=report(
+            "results/{dataset}/tables/official_test.csv",
+            caption="../report/official_test.rst",
+            category="Tables",
+            labels={"table": "official test set", "format": "CSV"},
+        ),
+        markdown=report(
+            "results/{dataset}/tables/official_test.md",
+            caption="../report/official_test.rst",
+            category="Tables",
+            labels={"table": "official test set", "format": "Markdown"},
+        ),
+        latex="results/{dataset}/tables/official_test.tex",
+    params:
+        options=official_test_options,
+    log:
+        "results/{dataset}/logs/official_test_table.log",
+    localrule: True
+    conda:
+        "../../envs/patchlesion.yaml"
+    shell:
+        "patchlesion official-table --metrics {input.official} --heldout-metrics {input.heldout} {params.options} --csv {output.csv} "
+        "--markdown {output.markdown} --latex {output.latex} > {log} 2>&1"
