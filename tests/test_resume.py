@@ -93,6 +93,8 @@ def test_killed_training_resumes_to_the_uninterrupted_result(data):
     assert straight["best"].any()
     info = json.loads((data / "killed" / "run.json").read_text())
     assert info["resumed_from_epoch"] == finished + 1 and len(info["epoch_seconds"]) == EPOCHS
+    assert info["seed"] == 1  # run_seed(0, fold 1) and info["settings"]["epochs"] == EPOCHS and len(info["settings_hash"]) == 16
+    assert info["versions"]["torch"] == torch.__version__.split("+")[0] and info["machine"]["device"] == "cpu" and info["git"]["commit"]
     assert not checkpoint.exists() and not checkpoint.parent.exists()  # removed once the outputs are complete
 
 
@@ -157,3 +159,16 @@ def test_sampler_state_continues_the_class_cycle():
 def test_settings_hash_is_stable_and_sensitive():
     assert settings_hash(a=1, b=[1, 2]) == settings_hash(b=[1, 2], a=1)
     assert settings_hash(a=1, b=[1, 2]) != settings_hash(a=1, b=[2, 1])
+
+
+def test_evaluation_records_its_provenance_and_the_training_record(data):
+    model_dir = data / "straight"
+    if not (model_dir / "model.pt").exists():
+        _run(_command(data, model_dir, None))
+    metrics_path = data / "metrics.json"
+    args = ["evaluate", "--index", str(data / "index.csv"), "--split", str(data / "split.csv"), "--fold", "1", "--run", RUN,
+            "--model", str(model_dir / "model.pt"), "--predictions", str(data / "predictions.csv"), "--metrics", str(metrics_path)]  # fmt: skip
+    assert main(args + SETTINGS) == 0
+    record = json.loads(metrics_path.read_text())["provenance"]
+    assert record["training"] == str(model_dir / "run.json") and record["wall_seconds"] > 0
+    assert record["machine"]["device"] == "cpu" and record["versions"]["numpy"] == np.__version__

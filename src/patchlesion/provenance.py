@@ -58,7 +58,7 @@ def device_info(device: torch.device) -> dict:
     thread count, the host and the scheduler's job variables."""
     info = {
         "device": str(device),
-        "device_name": platform.processor() or platform.machine(),
+        "device_name": _cpu_name(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
@@ -71,6 +71,16 @@ def device_info(device: torch.device) -> dict:
         info["device_capability"] = ".".join(map(str, torch.cuda.get_device_capability(index)))
     info.update({name: os.environ[name] for name in _JOB_VARIABLES if name in os.environ})
     return info
+
+
+def _cpu_name() -> str:
+    try:  # Linux: the CPU model, e.g. "AMD EPYC 7763 64-Core Processor"
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def provenance(device: torch.device) -> dict:
