@@ -67,7 +67,8 @@ def restore_rng_states(states: dict, generator: torch.Generator) -> None:
     generator.set_state(states["generator"])
     torch.set_rng_state(states["torch"])
     if states["torch_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["torch_cuda"])
+        for index, cuda_state in enumerate(states["torch_cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
     numpy_state = states["numpy"]
     np.random.set_state(
         (numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
@@ -126,32 +127,30 @@ def remove_checkpoint(path: str | Path) -> None:
 
 
 def training_state(
-    *, settings_hash: str, epoch: int, model: torch.nn.Module, optimizer, scheduler, sampler, generator: torch.Generator,
-    history: list[dict], best: float, best_model: dict | None,
+    *, settings_hash: str, epoch: int, stateful: dict[str, Any], generator: torch.Generator, history: list[dict],
+    best: float, best_model: dict | None,
 ) -> dict:
-    """The checkpoint of a training loop after ``epoch`` finished epochs."""
+    """The checkpoint of a training loop after ``epoch`` finished epochs: the ``state_dict()`` of each
+    of its ``stateful`` objects (model, optimizer, scheduler, sampler, ...), every random number
+    generator, the history, and the best validation score with its weights."""
     return {
         "settings_hash": settings_hash,
         "epoch": epoch,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "sampler": sampler.state_dict(),
+        "stateful": {name: item.state_dict() for name, item in stateful.items()},
         "rng": capture_rng_states(generator),
-        "history": history,
-        "best": best,
+        # NumPy scalars would need unpickling: plain Python numbers only.
+        "history": [{key: value.item() if hasattr(value, "item") else value for key, value in row.items()} for row in history],
+        "best": float(best),
         "best_model": best_model,
-    }  # fmt: skip
+    }
 
 
 def restore_training_state(
-    state: dict, *, model: torch.nn.Module, optimizer, scheduler, sampler, generator: torch.Generator
+    state: dict, *, stateful: dict[str, Any], generator: torch.Generator
 ) -> tuple[int, list[dict], float, dict | None]:
     """Load a checkpoint into the loop's objects; returns (finished epochs, history, best score,
     best weights)."""
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    sampler.load_state_dict(state["sampler"])
+    for name, item in stateful.items():
+        item.load_state_dict(state["stateful"][name])
     restore_rng_states(state["rng"], generator)
     return int(state["epoch"]), list(state["history"]), float(state["best"]), state["best_model"]

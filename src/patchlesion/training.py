@@ -136,14 +136,15 @@ def train_run(
     validate_at = set(settings.validation_epochs())
 
     history, best, best_model, finished = [], -math.inf, None, 0
+    # Everything with a state_dict() whose state carries over between epochs (add e.g. a GradScaler here).
+    stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "sampler": sampler}
     run_hash = settings_hash(
         run=spec.to_dict(), settings=settings.to_dict(), fold=fold, device=device.type, train_ids=train_ids,
-        val_ids=val_ids, train_labels=train_labels.tolist(),
+        val_ids=val_ids, train_labels=train_labels.tolist(), stateful=sorted(stateful),
     )  # fmt: skip
-    loop = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "sampler": sampler, "generator": generator}
     state = load_checkpoint(checkpoint, run_hash) if checkpoint is not None else None
     if state is not None:
-        finished, history, best, best_model = restore_training_state(state, **loop)
+        finished, history, best, best_model = restore_training_state(state, stateful=stateful, generator=generator)
         del state
         if best_model is not None:  # Snakemake removed the outputs of the interrupted attempt
             _save_weights(best_model, out_dir / "model.pt")
@@ -182,7 +183,9 @@ def train_run(
         history.append(row)
         log.info("%s %.1fs", message, row["seconds"])
         if checkpoint is not None:
-            save_checkpoint(checkpoint, training_state(settings_hash=run_hash, epoch=epoch, history=history, best=best, best_model=best_model, **loop))
+            save_checkpoint(checkpoint, training_state(
+                settings_hash=run_hash, epoch=epoch, stateful=stateful, generator=generator, history=history, best=best, best_model=best_model,
+            ))  # fmt: skip
             log.info("checkpoint after epoch %d written to %s", epoch, checkpoint)
     save_state(model, out_dir / "model_last.pt")
     epoch_seconds = [row["seconds"] for row in history]
