@@ -18,7 +18,8 @@ def _canonical(name: str) -> str:
 
 def _pyproject_requirements() -> dict[str, Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return {_canonical(Requirement(r).name): Requirement(r) for r in project["dependencies"]}
+    required = project["dependencies"] + project["optional-dependencies"]["slurm"]  # the env can submit to SLURM
+    return {_canonical(Requirement(r).name): Requirement(r) for r in required}
 
 
 def _env_pins(path: Path) -> dict[str, str]:

@@ -171,6 +171,15 @@ class EpochSampler:
     def __iter__(self):
         return iter(self.epoch_order().tolist())
 
+    def state_dict(self) -> dict:
+        """The sampler's position across epochs (its random draws come from the run's generator,
+        whose state is saved separately), for resuming training."""
+        return {"class_pointer": int(self._class_pointer)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a position returned by :meth:`state_dict`."""
+        self._class_pointer = int(state["class_pointer"])
+
     def epoch_order(self):
         """Positions into the training list for the next epoch, a ``torch.LongTensor``."""
         import torch

@@ -64,6 +64,10 @@ def _read_csv(path: str, what: str) -> pd.DataFrame:
 
 
 def _set_threads(args: argparse.Namespace) -> None:
+    if getattr(args, "device", None) in ("auto", "cuda"):  # before CUDA starts: one GPU per job
+        from patchlesion.gpulease import lease_device
+
+        lease_device()
     if getattr(args, "torch_home", None):
         import os
 
@@ -113,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     _set_threads(args)
     spec = RunSpec.from_name(args.run).check_registries()
     index, split = _read_csv(args.index, "image index"), _read_csv(args.split, "split")
-    train_run(spec, _settings(args), index, split, args.fold, args.out_dir)
+    train_run(spec, _settings(args), index, split, args.fold, args.out_dir, checkpoint=args.checkpoint)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -333,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--run", required=True, help="canonical run name, e.g. densenet121-multi_crop-nc9-mean-loss_weighting-k1")
         if name == "train":
             p.add_argument("--out-dir", required=True)
+            p.add_argument("--checkpoint", default=None, help="resume state, saved every epoch, deleted at the end (resumable training)")
         else:
             p.add_argument("--model", required=True)
             p.add_argument("--predictions", required=True)

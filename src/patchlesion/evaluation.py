@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,7 @@ import torch
 from patchlesion.classes import CLASSES
 from patchlesion.metrics import classification_metrics
 from patchlesion.model import build_model, resolve_device
+from patchlesion.provenance import provenance
 from patchlesion.runs import RunSpec, TrainSettings
 from patchlesion.splits import select
 from patchlesion.training import load_images, load_state, predict_probabilities
@@ -39,6 +41,7 @@ def evaluate_run(
     metrics_path: str | Path,
 ) -> dict:
     """Predict the test part with one fold's model; write predictions.csv and metrics.json."""
+    started = time.perf_counter()
     device = resolve_device(settings.device)
     torch.manual_seed(0)
     model = load_state(build_model(spec, len(CLASSES)), model_path).to(device)
@@ -51,5 +54,10 @@ def evaluate_run(
     predictions.to_csv(predictions_path, index=False, float_format="%.6f")
     metrics = classification_metrics(true_labels, probabilities.argmax(axis=1), probabilities)
     metrics = {"run": spec.name, "fold": fold, "part": "test", "model": str(model_path), **metrics}
+    training_record = Path(model_path).with_name("run.json")  # the training job's settings and provenance
+    metrics["provenance"] = {
+        "training": str(training_record) if training_record.is_file() else None,
+        "settings": settings.to_dict(), "wall_seconds": time.perf_counter() - started, **provenance(device),
+    }  # fmt: skip
     Path(metrics_path).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -14,11 +14,13 @@ import pandas as pd
 import torch
 
 from patchlesion.balancing import EpochSampler, make_loss
+from patchlesion.checkpoint import load_checkpoint, remove_checkpoint, restore_training_state, save_checkpoint, settings_hash, training_state
 from patchlesion.classes import CLASSES
 from patchlesion.errors import PatchlesionError
 from patchlesion.ham10000 import load_image
 from patchlesion.metrics import classification_metrics
 from patchlesion.model import PatchLesionModel, build_model, resolve_device
+from patchlesion.provenance import provenance
 from patchlesion.runs import RunSpec, TrainSettings
 from patchlesion.splits import select
 from patchlesion.strategies import get_strategy
@@ -96,9 +98,14 @@ def train_run(
     split: pd.DataFrame,
     fold: int,
     out_dir: str | Path,
+    checkpoint: str | Path | None = None,
 ) -> pd.DataFrame:
     """Train one run on one cross-validation fold; writes model.pt (best validation MC-sensitivity),
-    model_last.pt, history.csv and run.json into ``out_dir`` and returns the history."""
+    model_last.pt, history.csv and run.json into ``out_dir`` and returns the history.
+
+    With ``checkpoint``, the loop's whole state is saved there after every epoch, a rerun resumes
+    from it (bit-identical to an uninterrupted run on the same device and thread count), and it is
+    deleted once the outputs are written (see :mod:`patchlesion.checkpoint`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(settings.device)
@@ -128,8 +135,21 @@ def train_run(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=_lr_milestones(settings), gamma=0.5)
     validate_at = set(settings.validation_epochs())
 
-    history, best = [], -math.inf
-    for epoch in range(1, settings.epochs + 1):
+    history, best, best_model, finished = [], -math.inf, None, 0
+    # Everything with a state_dict() whose state carries over between epochs (add e.g. a GradScaler here).
+    stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "sampler": sampler}
+    run_hash = settings_hash(
+        run=spec.to_dict(), settings=settings.to_dict(), fold=fold, device=device.type, train_ids=train_ids,
+        val_ids=val_ids, train_labels=train_labels.tolist(), stateful=sorted(stateful),
+    )  # fmt: skip
+    state = load_checkpoint(checkpoint, run_hash) if checkpoint is not None else None
+    if state is not None:
+        finished, history, best, best_model = restore_training_state(state, stateful=stateful, generator=generator)
+        del state
+        if best_model is not None:  # Snakemake removed the outputs of the interrupted attempt
+            _save_weights(best_model, out_dir / "model.pt")
+        log.info("resuming from checkpoint %s: epochs 1-%d done, continuing at epoch %d", checkpoint, finished, finished + 1)
+    for epoch in range(finished + 1, settings.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
         learning_rate = optimizer.param_groups[0]["lr"]
@@ -157,21 +177,38 @@ def train_run(
                 best = scores["mc_sensitivity"]
                 row["best"] = True
                 save_state(model, out_dir / "model.pt")
+                best_model = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
             message += f" val mc_sensitivity {scores['mc_sensitivity']:.3f} (best {best:.3f})"
         row["seconds"] = time.perf_counter() - epoch_start
         history.append(row)
         log.info("%s %.1fs", message, row["seconds"])
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, training_state(
+                settings_hash=run_hash, epoch=epoch, stateful=stateful, generator=generator, history=history, best=best, best_model=best_model,
+            ))  # fmt: skip
+            log.info("checkpoint after epoch %d written to %s", epoch, checkpoint)
     save_state(model, out_dir / "model_last.pt")
+    epoch_seconds = [row["seconds"] for row in history]
     history = pd.DataFrame(history)
     history["best"] = history.get("best", pd.Series(dtype=bool)).fillna(False).astype(bool)
     history.to_csv(out_dir / "history.csv", index=False)
     (out_dir / "run.json").write_text(
         json.dumps(
             {"run": spec.name, "fold": fold, "spec": spec.to_dict(), "settings": settings.to_dict(),
-             "seed": seed, "device": str(device), "torch": torch.__version__,
-             "wall_seconds": time.perf_counter() - started},
+             "seed": seed, "settings_hash": run_hash, "device": str(device), "torch": torch.__version__,
+             "wall_seconds": time.perf_counter() - started, "epoch_seconds": epoch_seconds,
+             "resumed_from_epoch": finished + 1 if finished else None, **provenance(device)},
             indent=2,
         )
         + "\n"
     )
+    if checkpoint is not None:  # every output is written: the state is no longer needed
+        remove_checkpoint(checkpoint)
     return history
+
+
+def _save_weights(state_dict: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state_dict, partial)
+    partial.replace(path)

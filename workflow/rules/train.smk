@@ -11,6 +11,8 @@ rule train:
     params:
         out_dir=subpath(output.model, parent=True),
         settings=settings_args,
+        # Resume state, saved every epoch; not an output, so Snakemake keeps it when a killed job reruns.
+        checkpoint="results/{dataset}/checkpoints/{run}/fold{fold}/resume.pt",
     log:
         "results/{dataset}/logs/train/{run}/fold{fold}.log",
     benchmark:
@@ -22,7 +24,7 @@ rule train:
         "../../envs/patchlesion.yaml"
     shell:
         "patchlesion train --index {input.index} --split {input.split} --fold {wildcards.fold} "
-        "--run {wildcards.run} --out-dir {params.out_dir} --threads {threads} {params.settings} "
+        "--run {wildcards.run} --out-dir {params.out_dir} --checkpoint {params.checkpoint} --threads {threads} {params.settings} "
         "> {log} 2>&1"
 
 

@@ -1,0 +1,128 @@
+"""The multi-GPU workstation lease, with fake devices (PATCHLESION_GPU_COUNT) and concurrent processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from patchlesion import gpulease
+from patchlesion.errors import PatchlesionError
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+# A job: lease a device the way `patchlesion train` does, report it, hold it for `hold` seconds.
+JOB = """
+import json, logging, os, sys, time
+from argparse import Namespace
+from patchlesion.cli import _set_threads
+logging.basicConfig(level=logging.INFO)
+_set_threads(Namespace(device="auto", threads=None, torch_home=None))
+leased = time.time()
+print(json.dumps({"device": os.environ.get("CUDA_VISIBLE_DEVICES"), "leased": leased}), flush=True)
+time.sleep(float(sys.argv[1]))
+print(json.dumps({"released": time.time()}), flush=True)
+"""
+
+
+def _env(lock_dir: Path, **extra: str) -> dict:
+    env = {key: value for key, value in os.environ.items() if key not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID")}
+    env.update(PYTHONPATH=os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]), PATCHLESION_GPU_LOCK_DIR=str(lock_dir), **extra)
+    return env
+
+
+def _job(env: dict, hold: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", JOB, str(hold)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _first_line(process: subprocess.Popen) -> dict:
+    return json.loads(process.stdout.readline())
+
+
+def test_concurrent_jobs_never_share_a_device(tmp_path):
+    # 8 jobs on 3 fake GPUs, all started at once: at most 3 hold a device at any time, never two the same.
+    env = _env(tmp_path / "locks", PATCHLESION_GPU_COUNT="3")
+    jobs = [_job(env, 0.4) for _ in range(8)]
+    intervals = []
+    for job in jobs:
+        out, err = job.communicate(timeout=120)
+        assert job.returncode == 0, err
+        leased, released = (json.loads(line) for line in out.splitlines())
+        intervals.append((leased["device"], leased["leased"], released["released"]))
+    assert {device for device, _, _ in intervals} == {"0", "1", "2"}
+    for i, (device, start, end) in enumerate(intervals):
+        for other, other_start, other_end in intervals[i + 1 :]:
+            if device == other:
+                assert end <= other_start or other_end <= start, f"device {device} leased twice at once"
+
+
+def test_lease_respects_cuda_visible_devices_and_is_freed_by_sigkill(tmp_path):
+    env = _env(tmp_path / "locks", CUDA_VISIBLE_DEVICES="3,5")
+    first, second = _job(env, 60), _job(env, 60)
+    try:
+        first_device, second_device = _first_line(first)["device"], _first_line(second)["device"]
+        assert {first_device, second_device} == {"3", "5"}
+        third = subprocess.run([sys.executable, "-c", JOB, "0"], env={**env, "PATCHLESION_GPU_LEASE_TIMEOUT": "0.5"}, capture_output=True, text=True, timeout=60)
+        assert third.returncode != 0 and "all of devices 3,5 are leased" in third.stderr
+        first.send_signal(signal.SIGKILL)  # no clean-up runs: the kernel drops the lock
+        first.wait(timeout=30)
+        fourth = subprocess.run([sys.executable, "-c", JOB, "0"], env=env, capture_output=True, text=True, timeout=60)
+        assert fourth.returncode == 0, fourth.stderr
+        assert json.loads(fourth.stdout.splitlines()[0])["device"] == first_device
+    finally:
+        for job in (first, second):
+            if job.poll() is None:
+                job.kill()
+            job.wait(timeout=30)
+
+
+def test_a_waiting_job_gets_the_device_when_it_is_released(tmp_path):
+    env = _env(tmp_path / "locks", PATCHLESION_GPU_COUNT="2")
+    holders = [_job(env, 2.0), _job(env, 2.0)]
+    assert {_first_line(h)["device"] for h in holders} == {"0", "1"}
+    waiter = subprocess.run([sys.executable, "-c", JOB, "0"], env=env, capture_output=True, text=True, timeout=60)
+    assert waiter.returncode == 0 and "waiting for one" in waiter.stderr
+    released = [json.loads(holder.communicate(timeout=30)[0].splitlines()[-1])["released"] for holder in holders]
+    assert json.loads(waiter.stdout.splitlines()[0])["leased"] >= min(released)
+
+
+def test_slurm_allocation_is_used_as_given(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpulease, "_held", None)
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    monkeypatch.setenv("PATCHLESION_GPU_LOCK_DIR", str(tmp_path / "locks"))
+    assert gpulease.lease_device() is None
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1" and not (tmp_path / "locks").exists()
+
+
+def test_no_choice_no_lock(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpulease, "_held", None)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("PATCHLESION_GPU_LOCK_DIR", str(tmp_path / "locks"))
+    for count in ("0", "1"):
+        monkeypatch.setenv("PATCHLESION_GPU_COUNT", count)
+        assert gpulease.lease_device() is None and "CUDA_VISIBLE_DEVICES" not in os.environ
+    monkeypatch.setenv("PATCHLESION_GPU_COUNT", "two")
+    with pytest.raises(PatchlesionError, match="PATCHLESION_GPU_COUNT"):
+        gpulease.lease_device()
+
+
+def test_lease_in_process_sets_the_device_and_releases(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpulease, "_held", None)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setenv("PATCHLESION_GPU_LOCK_DIR", str(tmp_path / "locks"))
+    lease = gpulease.lease_device()
+    try:
+        assert lease.device == "0" and os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+        assert gpulease.lease_device() is lease  # one lease per process
+        assert (tmp_path / "locks" / "gpu0.lock").read_text().strip() == str(os.getpid())
+    finally:
+        lease.release()
+    assert gpulease._held is None
