@@ -35,6 +35,7 @@ def test_paper_preset_plans_three_folds_per_backbone(tmp_path):
     assert _job_count(stats, "figure4") == _job_count(stats, "figure5") == _job_count(stats, "report_md") == 1
     assert _job_count(stats, "fetch_weights") == 3
     assert _job_count(stats, "ham10000_missing") == 1
+    assert _job_count(stats, "prepare") == 1  # one decoded-image cache, shared by every job
 
 
 def test_demo_preset_plans_tiny_backbone(tmp_path):
@@ -42,6 +43,7 @@ def test_demo_preset_plans_tiny_backbone(tmp_path):
     assert result.returncode == 0, result.stderr
     assert _job_count(result.stdout + result.stderr, "train") == 42  # (19 table runs + 2 Fig. 5 runs) x 2 folds
     assert _job_count(result.stdout + result.stderr, "fetch_weights") == 0  # tiny: no ImageNet weights
+    assert _job_count(result.stdout + result.stderr, "prepare") == 1
     assert "tiny-multi_crop-nc9-mean-loss_weighting-k1" in result.stdout + result.stderr
 
 
