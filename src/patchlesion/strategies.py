@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from patchlesion.augment import apply_color_jitter_, augment, augment_into, flip_, flip_draws, jitter_factors
+from patchlesion.augment import augment, augment_into, flip_draws, jitter_factors
 from patchlesion.crops import centre_box, crop_grid, random_crop_positions, random_resized_boxes, resize_boxes
 
 __all__ = ["STRATEGIES", "Downsample", "InputStrategy", "MultiCrop", "OrderedCrop", "SingleCrop", "Workspace", "get_strategy"]
@@ -88,14 +88,6 @@ def _grid_crops(images: torch.Tensor, n_crops: int, crop_size: int, out: torch.T
     for k, (row, col) in enumerate(grid):
         out[:, k].copy_(images[:, :, row : row + crop_size, col : col + crop_size])
     return out
-
-
-def _to_float_into(images: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(B, 3, H, W)`` of any memory layout -> contiguous float ``out`` in [0, 1]; channel by
-    channel, which is the fast way to transpose a channels-last (cache) batch on the CPU."""
-    for channel in range(images.shape[1]):
-        out[:, channel].copy_(images[:, channel])
-    return out.div_(255.0)
 
 
 def _resize(images: torch.Tensor, crop_size: int) -> torch.Tensor:
