@@ -131,3 +131,32 @@ def test_workflow_end_to_end_on_tiny_synthetic_data(tmp_path):
 
     again = snakemake("-n", *args)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_image_cache_reruns_when_an_image_or_the_image_size_changes_and_only_then(tmp_path):
+    from PIL import Image
+
+    def plan(size=(96, 72), *extra):
+        overrides = ["preset=demo", "synthetic={n_images: 60, image_size: [96, 72], seed: 1}",
+                     f"image_size=[{size[0]}, {size[1]}]", "crop_size=32"]  # fmt: skip
+        target = f"results/synthetic/cache/{size[0]}x{size[1]}/manifest.json"
+        args = ["--cores", "2", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), *extra, target, "--config", *overrides]
+        result = snakemake(*args)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        return result.stdout + result.stderr
+
+    plan()  # synthesize, index, prepare
+    manifest = json.loads((tmp_path / "results/synthetic/cache/96x72/manifest.json").read_text())
+    assert manifest["shape"] == [60, 72, 96, 3]
+    assert "Nothing to be done" in plan((96, 72), "-n")
+    image = sorted((tmp_path / "resources/synthetic/HAM10000_images").glob("*.jpg"))[0]
+    image.touch()  # a newer file with the same bytes is not a change (Snakemake compares checksums)
+    assert "Nothing to be done" in plan((96, 72), "-n")
+    Image.open(image).convert("RGB").rotate(180).save(image)
+    assert _job_count(plan((96, 72), "-n"), "prepare") == 1
+    assert _job_count(plan((80, 60), "-n"), "prepare") == 1  # another image size: another cache
+    plan()
+    rebuilt = json.loads((tmp_path / "results/synthetic/cache/96x72/manifest.json").read_text())
+    assert rebuilt["source_sha256"] != manifest["source_sha256"]
+    assert "Nothing to be done" in plan((96, 72), "-n")
