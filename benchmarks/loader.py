@@ -11,9 +11,10 @@ measures, alternating the two paths round by round so that both see the same mac
     - baseline, the released code's approach: a torch DataLoader with W worker processes, each
       sample a PIL decode of the JPEG, torchvision's RandomHorizontalFlip, RandomVerticalFlip and
       ColorJitter on the PIL image, ToTensor, the 9 crops copied into a zero tensor unless dropped;
-    - ours: the decoded uint8 cache (``patchlesion prepare``) read batch by batch, flips, jitter,
-      crops and patch dropout as tensor operations (on the GPU when there is one; on the CPU with
-      W threads over the samples of a batch);
+    - ours: the decoded uint8 cache (``patchlesion prepare``), held once as planar uint8 on the
+      device as training does (RAM, or GPU memory when it fits), flips, jitter, crops and patch
+      dropout as tensor operations (on the GPU when there is one; on the CPU spread over W forked
+      processes that write into one shared-memory batch);
 (b) training-step throughput (images/s) of DenseNet121, NC = 9, batch 5, initial attention, from
     random weights: eager fp32 against our setting (``amp``/``channels_last`` = auto: bfloat16
     autocast and channels-last on CUDA; on the CPU also the opt-in channels-last and bfloat16);
@@ -193,7 +194,10 @@ def main(argv: list[str] | None = None) -> float:
         generator = torch.Generator().manual_seed(0)
         spec = RunSpec(backbone="densenet121", strategy="ordered", n_crops=N_CROPS, attention="initial", patch_dropout=PATCH_DROPOUT)
         source = ImageCache(Path(tmp) / "cache").select(list(index["image_id"]))
-        ours = TrainingInput(source, get_strategy("ordered"), spec, CROP, device, threads=workers)
+        started = time.perf_counter()
+        ours = TrainingInput(source, get_strategy("ordered"), spec, CROP, device, processes=workers if device.type == "cpu" else 0)
+        where = "not resident: batches read from the cache" if ours.resident is None else f"resident on {ours.resident.device}"
+        print(f"training images loaded from the cache ({where}) in {time.perf_counter() - started:.2f} s", flush=True)
         dataset = ReleasedCodeDataset(list(index["path"]))
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=BATCH, shuffle=True, num_workers=workers, persistent_workers=True,
@@ -204,7 +208,7 @@ def main(argv: list[str] | None = None) -> float:
         baseline_rates, our_rates = [], []
         baseline_epoch(loader, device)  # warm-up: starts the workers, fills the page cache
         torch.set_num_threads(1)  # our CPU path parallelises over samples, not inside each operation
-        our_epoch(ours, len(index), generator, device)
+        our_epoch(ours, len(index), generator, device)  # warm-up: starts the sample processes
         for round_ in range(args.rounds):
             torch.set_num_threads(threads)
             baseline_rates.append(baseline_epoch(loader, device))
@@ -213,6 +217,7 @@ def main(argv: list[str] | None = None) -> float:
             print(f"round {round_ + 1}: baseline {baseline_rates[-1]:7.1f} images/s   ours {our_rates[-1]:7.1f} images/s", flush=True)
         torch.set_num_threads(threads)
         baseline, fast = statistics.median(baseline_rates), statistics.median(our_rates)
+        ours.close()
         worker_rss = _rss_gb(resource.RUSAGE_CHILDREN)
         del loader
         print(f"(a) loader, {BATCH} images x {N_CROPS} crops x 3 x {CROP} x {CROP}, augmentation + patch dropout, {workers} workers:")

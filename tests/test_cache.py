@@ -101,6 +101,22 @@ def test_training_input_from_the_cache_equals_the_strategy_on_decoded_images(dat
         torch.testing.assert_close(cached(positions, ours), expected, rtol=0, atol=0)
 
 
+def test_training_input_in_sample_processes_equals_in_process(dataset, tmp_path):
+    index = _index(dataset)
+    prepare_cache(index, (64, 48), tmp_path)
+    spec = RunSpec(backbone="tiny", strategy="ordered", patch_dropout=0.3)
+    source = image_source(index, list(index["image_id"]), (64, 48), tmp_path)
+    plain = TrainingInput(source, get_strategy("ordered"), spec, 24, torch.device("cpu"))
+    forked = TrainingInput(source, get_strategy("ordered"), spec, 24, torch.device("cpu"), processes=2)
+    try:
+        a, b = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+        for positions in (torch.tensor([5, 9, 1]), torch.arange(10, 17), torch.tensor([0])):  # growing batch restarts them
+            torch.testing.assert_close(forked(positions, b).clone(), plain(positions, a), rtol=0, atol=0)
+    finally:
+        forked.close()
+    assert forked._processes is None
+
+
 def test_training_input_threads_and_channels_last_do_not_change_the_crops(dataset, tmp_path):
     index = _index(dataset)
     prepare_cache(index, (64, 48), tmp_path)

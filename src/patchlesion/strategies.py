@@ -223,34 +223,43 @@ class OrderedCrop(InputStrategy):
 
     def training_input(self, images, spec, crop_size, generator, workspace: Workspace | None = None):
         batch, channels, height, width = images.shape
+        draws = self.draws(batch, spec, generator)
+        crops = _buffer(workspace, "crops", (batch, spec.n_crops, channels, crop_size, crop_size), torch.float32, images.device)
+        _map(workspace, lambda i: self.sample_into(crops[i], images[i], spec.n_crops, crop_size, draws[i], workspace), range(batch))
+        return crops  # (B, N, 3, s, s)
+
+    @staticmethod
+    def draws(batch: int, spec, generator: torch.Generator) -> list[tuple]:
+        """Each sample's random draws ``(horizontal, vertical, b, s, brightness_first, keep)``, in the
+        order of :func:`patchlesion.augment.augment` followed by patch dropout's ``keep`` per crop."""
         horizontal, vertical = flip_draws(batch, generator)
-        jitter = jitter_factors(batch, generator)
-        keep = None
+        b, s, first = jitter_factors(batch, generator)
         if spec.patch_dropout > 0:
             # independent per sample and crop; no rescaling, no guarantee that a crop survives (METHOD §3.2)
-            keep = torch.rand(batch, spec.n_crops, generator=generator) >= spec.patch_dropout  # (B, N)
-        # Flips and colour jitter on the whole image before cropping (METHOD §6), sample by sample so
-        # that each image's float copy stays in the CPU cache; dropped crops are zero-filled, not cut.
-        grid = crop_grid(spec.n_crops, (width, height), crop_size)
-        crops = _buffer(workspace, "crops", (batch, spec.n_crops, channels, crop_size, crop_size), torch.float32, images.device)
-        b, s, first = (t.tolist() for t in jitter)
-        keep = keep.tolist() if keep is not None else [[True] * spec.n_crops] * batch
+            keep = (torch.rand(batch, spec.n_crops, generator=generator) >= spec.patch_dropout).tolist()  # (B, N)
+        else:
+            keep = [[True] * spec.n_crops] * batch
+        return list(zip(horizontal.tolist(), vertical.tolist(), b.tolist(), s.tolist(), first.tolist(), keep))
 
-        def one_sample(i: int) -> None:
-            if not any(keep[i]):
-                crops[i].zero_()
-                return
-            image = _buffer(workspace, "image", (1, channels, height, width), torch.float32, images.device)[0]
-            grey = _buffer(workspace, "grey", (1, height, width), torch.float32, images.device)[0]
-            augment_into(image, images[i], bool(horizontal[i]), bool(vertical[i]), b[i], s[i], first[i], grey_out=grey)
-            for k, (row, col) in enumerate(grid):
-                if keep[i][k]:
-                    crops[i, k].copy_(image[:, row : row + crop_size, col : col + crop_size])
-                else:
-                    crops[i, k].zero_()
+    @staticmethod
+    def sample_into(out: torch.Tensor, image: torch.Tensor, n_crops: int, crop_size: int, draw: tuple, workspace: Workspace | None = None) -> None:
+        """One sample: uint8 ``image`` ``(3, H, W)`` -> its crops ``out`` ``(N, 3, s, s)`` under ``draw``.
 
-        _map(workspace, one_sample, range(batch))
-        return crops  # (B, N, 3, s, s)
+        Flips and colour jitter on the whole image before cropping (METHOD §6), one image at a time
+        so that its float copy stays in the CPU cache; dropped crops are zero-filled, not cut."""
+        horizontal, vertical, b, s, first, keep = draw
+        if not any(keep):
+            out.zero_()
+            return
+        channels, height, width = image.shape
+        augmented = _buffer(workspace, "image", (1, channels, height, width), torch.float32, image.device)[0]
+        grey = _buffer(workspace, "grey", (1, height, width), torch.float32, image.device)[0]
+        augment_into(augmented, image, horizontal, vertical, b, s, first, grey_out=grey)
+        for k, (row, col) in enumerate(crop_grid(n_crops, (width, height), crop_size)):
+            if keep[k]:
+                out[k].copy_(augmented[:, row : row + crop_size, col : col + crop_size])
+            else:
+                out[k].zero_()
 
     def evaluation_input(self, images, spec, crop_size):
         return _to_float(_grid_crops(images, spec.n_crops, crop_size))
