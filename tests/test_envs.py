@@ -59,5 +59,5 @@ def test_env_python_matches_requires_python():
 def test_every_rule_uses_the_pinned_env():
     for path in (ROOT / "workflow" / "rules").glob("*.smk"):
         text = path.read_text()
-        rules = len(re.findall(r"^rule \w+:", text, flags=re.MULTILINE))
+        rules = len(re.findall(r"^(?:rule|checkpoint) \w+:", text, flags=re.MULTILINE))
         assert rules == text.count('conda:\n        "../../envs/patchlesion.yaml"'), path.name

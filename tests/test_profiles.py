@@ -40,11 +40,32 @@ def test_workstation_profile_limits_gpu_jobs():
     assert "executor" not in WORKSTATION
 
 
-def test_every_set_resources_rule_exists():
-    rules = set()
+def _rule_blocks() -> dict[str, str]:
+    """Rule (and checkpoint) name -> its text, from every workflow/rules/*.smk."""
+    blocks = {}
     for path in (ROOT / "workflow" / "rules").glob("*.smk"):
-        rules |= {line.split()[1].rstrip(":") for line in path.read_text().splitlines() if line.startswith("rule ")}
+        name = None
+        for line in path.read_text().splitlines():
+            words = line.split()
+            if len(words) == 2 and words[0] in ("rule", "checkpoint") and line.endswith(":"):  # also inside `if`
+                name = words[1].rstrip(":")
+                blocks[name] = ""
+            elif name is not None:
+                blocks[name] += line + "\n"
+    return blocks
+
+
+def test_every_set_resources_rule_exists():
+    rules = set(_rule_blocks())
     assert set(SLURM["set-resources"]) <= rules and set(SLURM["set-threads"]) <= rules
+
+
+def test_every_gpu_rule_gets_a_gpu_on_the_cluster():
+    gpu_rules = {name for name, text in _rule_blocks().items() if "gpu=1" in text.replace(" ", "")}
+    assert {"train", "evaluate", "official_test"} <= gpu_rules
+    for rule in gpu_rules:
+        resources = SLURM["set-resources"].get(rule, {})
+        assert resources.get("gpu") == 1 and resources.get("slurm_partition") == "PATCHLESION_GPU_PARTITION", rule
 
 
 @pytest.mark.parametrize("profile", ["slurm", "workstation"])

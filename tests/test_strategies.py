@@ -241,7 +241,8 @@ def test_ordered_training_equals_augment_then_grid_crops():
     crops = get_strategy("ordered").training_input(images, _spec("ordered"), CROP, torch.Generator().manual_seed(3))
     augmented = augment(images.float() / 255, torch.Generator().manual_seed(3))
     for k, (row, col) in enumerate(crop_grid(9, (WIDTH, HEIGHT), CROP)):
-        assert torch.equal(crops[:, k], augmented[:, :, row : row + CROP, col : col + CROP])
+        # the same draws and arithmetic up to float rounding (the fast path folds 1/255 into its factors)
+        torch.testing.assert_close(crops[:, k], augmented[:, :, row : row + CROP, col : col + CROP], rtol=0, atol=2e-6)
 
 
 # ---------------------------------------------------------------- patch dropout

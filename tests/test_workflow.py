@@ -39,6 +39,7 @@ def test_paper_preset_plans_three_folds_per_backbone(tmp_path):
     # the ISIC 2018 test images are downloaded into resources/isic2018_test
     assert _job_count(stats, "official_test") == 21 and _job_count(stats, "official_test_table") == 1
     assert _job_count(stats, "download_isic2018_test") == 1 and _job_count(stats, "index") == 2
+    assert _job_count(stats, "prepare") == 2  # one decoded-image cache per dataset (HAM10000, ISIC 2018 test)
     # no derm7pt_dir: Table IV is skipped, nothing of derm7pt is planned
     assert _job_count(stats, "derm7pt_missing") == _job_count(stats, "convert_derm7pt") == 0
 
@@ -68,6 +69,7 @@ def test_demo_preset_plans_tiny_backbone(tmp_path):
     # the official-test protocol on a held-out synthetic set: 7 Table II runs + its synthesis, index, table
     assert _job_count(result.stdout + result.stderr, "official_test") == 7
     assert _job_count(result.stdout + result.stderr, "synthesize_test") == 1
+    assert _job_count(result.stdout + result.stderr, "prepare") == 2  # the training set and the official test set
     assert "tiny-multi_crop-nc9-mean-loss_weighting-k1" in result.stdout + result.stderr
 
 
@@ -165,3 +167,32 @@ def test_workflow_end_to_end_on_tiny_synthetic_data(tmp_path):
 
     again = snakemake("-n", *args)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_image_cache_reruns_when_an_image_or_the_image_size_changes_and_only_then(tmp_path):
+    from PIL import Image
+
+    def plan(size=(96, 72), *extra):
+        overrides = ["preset=demo", "synthetic={n_images: 60, image_size: [96, 72], seed: 1}",
+                     f"image_size=[{size[0]}, {size[1]}]", "crop_size=32"]  # fmt: skip
+        target = f"results/synthetic/cache/{size[0]}x{size[1]}/manifest.json"
+        args = ["--cores", "2", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), *extra, target, "--config", *overrides]
+        result = snakemake(*args)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        return result.stdout + result.stderr
+
+    plan()  # synthesize, index, prepare
+    manifest = json.loads((tmp_path / "results/synthetic/cache/96x72/manifest.json").read_text())
+    assert manifest["shape"] == [60, 72, 96, 3]
+    assert "Nothing to be done" in plan((96, 72), "-n")
+    image = sorted((tmp_path / "resources/synthetic/HAM10000_images").glob("*.jpg"))[0]
+    image.touch()  # a newer file with the same bytes is not a change (Snakemake compares checksums)
+    assert "Nothing to be done" in plan((96, 72), "-n")
+    Image.open(image).convert("RGB").rotate(180).save(image)
+    assert _job_count(plan((96, 72), "-n"), "prepare") == 1
+    assert _job_count(plan((80, 60), "-n"), "prepare") == 1  # another image size: another cache
+    plan()
+    rebuilt = json.loads((tmp_path / "results/synthetic/cache/96x72/manifest.json").read_text())
+    assert rebuilt["source_sha256"] != manifest["source_sha256"]
+    assert "Nothing to be done" in plan((96, 72), "-n")

@@ -2,6 +2,7 @@
 
     patchlesion synthesize --out resources/synthetic --n-images 800 --image-size 200 150
     patchlesion index --data-dir resources/synthetic --out results/synthetic/index.csv
+    patchlesion prepare --index results/synthetic/index.csv --image-size 600 450 --out results/synthetic/cache/600x450
     patchlesion split --index results/synthetic/index.csv --method stratified --out results/synthetic/split.csv
     patchlesion train --index ... --split ... --fold 1 --run tiny-multi_crop-nc9-mean-loss_weighting-k1 --out-dir DIR
     patchlesion evaluate --index ... --split ... --fold 1 --run NAME --model DIR/model.pt --predictions P --metrics M
@@ -19,6 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from patchlesion.errors import PatchlesionError
@@ -43,6 +45,10 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
     group.add_argument("--pretrained", action="store_true", help="start from the cached ImageNet weights")
     group.add_argument("--torch-home", default=None, help="weight cache folder (default: $TORCH_HOME or resources/torch)")
+    group.add_argument("--amp", default=d.amp, choices=["auto", "true", "false"], help="mixed precision (auto: on for CUDA; bfloat16 where supported)")
+    group.add_argument("--channels-last", default=d.channels_last, choices=["auto", "true", "false"], help="channels-last memory format (auto: on for CUDA)")
+    group.add_argument("--compile", action="store_true", help="train through torch.compile")
+    group.add_argument("--cache", default=None, help="prepared image cache directory (patchlesion prepare); default: decode the images")
 
 
 def _settings(args: argparse.Namespace):
@@ -52,7 +58,7 @@ def _settings(args: argparse.Namespace):
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         lr_halving_epochs=tuple(args.lr_halving_epochs), validation_every=args.validation_every,
         image_size=tuple(args.image_size), crop_size=args.crop_size, seed=args.seed, device=args.device,
-        pretrained=args.pretrained,
+        pretrained=args.pretrained, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
     )  # fmt: skip
 
 
@@ -96,6 +102,19 @@ def cmd_index(args: argparse.Namespace) -> None:
     log.info("indexed %d images of %d lesions from %s; sizes %s", len(index), index["lesion_id"].nunique(), args.data_dir, sizes)
 
 
+def cmd_prepare(args: argparse.Namespace) -> None:
+    import time
+
+    from patchlesion.cache import prepare_cache
+
+    index = _read_csv(args.index, "image index")
+    started = time.perf_counter()
+    manifest = prepare_cache(index, tuple(args.image_size), args.out, threads=args.threads)
+    size_gb = np.prod(manifest["shape"]) / 1e9
+    log.info("decoded %d images into %s (%s, %.2f GB) in %.1f s; source sha256 %s", len(index), args.out,
+             "x".join(map(str, manifest["shape"])), size_gb, time.perf_counter() - started, manifest["source_sha256"])  # fmt: skip
+
+
 def cmd_split(args: argparse.Namespace) -> None:
     from patchlesion.splits import check_split, published_split, split_summary, stratified_split
 
@@ -117,7 +136,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     _set_threads(args)
     spec = RunSpec.from_name(args.run).check_registries()
     index, split = _read_csv(args.index, "image index"), _read_csv(args.split, "split")
-    train_run(spec, _settings(args), index, split, args.fold, args.out_dir, checkpoint=args.checkpoint)
+    train_run(spec, _settings(args), index, split, args.fold, args.out_dir, checkpoint=args.checkpoint, cache=args.cache)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -127,7 +146,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     _set_threads(args)
     spec = RunSpec.from_name(args.run).check_registries()
     index, split = _read_csv(args.index, "image index"), _read_csv(args.split, "split")
-    metrics = evaluate_run(spec, _settings(args), index, split, args.fold, args.model, args.predictions, args.metrics)
+    metrics = evaluate_run(spec, _settings(args), index, split, args.fold, args.model, args.predictions, args.metrics, cache=args.cache)
     log.info(
         "run %s fold %d on %d test images: MC-sensitivity %.3f, MC-specificity %.3f, F1 %.3f",
         spec.name, args.fold, metrics["n_images"], metrics["mc_sensitivity"], metrics["mc_specificity"], metrics["f1"],
@@ -249,7 +268,7 @@ def cmd_official_test(args: argparse.Namespace) -> None:
     _set_threads(args)
     spec = RunSpec.from_name(args.run).check_registries()
     index = _read_csv(args.index, "image index of the official test set")
-    metrics = evaluate_official_test(spec, _settings(args), index, args.folds, args.models, args.out_dir)
+    metrics = evaluate_official_test(spec, _settings(args), index, args.folds, args.models, args.out_dir, cache=args.cache)
     folds = ", ".join(f"fold {f['fold']} {f['balanced_multiclass_accuracy']:.3f}" for f in metrics["folds"])
     log.info("run %s on %d official test images: balanced multiclass accuracy %s; ensemble %.3f",
              spec.name, metrics["n_images"], folds, metrics["ensemble"]["balanced_multiclass_accuracy"])  # fmt: skip
@@ -321,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("prepare", help="decode every image of an index once into a uint8 cache (images.u8 + manifest.json)")
+    p.add_argument("--index", required=True)
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"), default=[600, 450])
+    p.add_argument("--out", required=True, help="cache directory, e.g. results/ham10000/cache/600x450")
+    p.add_argument("--threads", type=int, default=1, help="decoding threads")
+    p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("split", help="4-way split: part 0 = test, parts 1-3 = cross-validation")
     p.add_argument("--index", required=True)

@@ -15,7 +15,8 @@ from patchlesion.model import build_model, resolve_device
 from patchlesion.provenance import provenance
 from patchlesion.runs import RunSpec, TrainSettings
 from patchlesion.splits import select
-from patchlesion.training import load_images, load_state, predict_probabilities
+from patchlesion.batches import image_source
+from patchlesion.training import load_state, predict_probabilities
 
 __all__ = ["evaluate_run", "predictions_frame"]
 
@@ -39,14 +40,16 @@ def evaluate_run(
     model_path: str | Path,
     predictions_path: str | Path,
     metrics_path: str | Path,
+    cache: str | Path | None = None,
 ) -> dict:
-    """Predict the test part with one fold's model; write predictions.csv and metrics.json."""
+    """Predict the test part with one fold's model; write predictions.csv and metrics.json (images
+    from the prepared ``cache`` directory when given, else decoded)."""
     started = time.perf_counter()
     device = resolve_device(settings.device)
     torch.manual_seed(0)
     model = load_state(build_model(spec, len(CLASSES)), model_path).to(device)
     test_ids = select(split, fold, "test")
-    images = load_images(index, test_ids, settings.image_size)
+    images = image_source(index, test_ids, settings.image_size, cache)
     true_labels = index.set_index("image_id").loc[test_ids, "label"].to_numpy()
     probabilities = predict_probabilities(model, images, spec, settings, device)
     predictions = predictions_frame(test_ids, true_labels, probabilities)

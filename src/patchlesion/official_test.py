@@ -133,17 +133,22 @@ def _write_and_reread(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"image_id": str, "image": str})
 
 
-def evaluate_official_test(spec, settings, index: pd.DataFrame, folds: Sequence[int], model_paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
+def evaluate_official_test(
+    spec, settings, index: pd.DataFrame, folds: Sequence[int], model_paths: Sequence[str | Path], out_dir: str | Path,
+    cache: str | Path | None = None,
+) -> dict[str, Any]:
     """Predict every image of an official test set with each fold model and with their ensemble.
 
     Writes ``fold<k>_predictions.csv`` and ``ensemble_predictions.csv`` (image_id, true_class,
     predicted_class, one probability per class), ``submission.csv`` (the ensemble in the challenge's
     format) and ``metrics.json`` (:func:`score_predictions` of each fold and of the ensemble) into
-    ``out_dir``; returns the metrics.
+    ``out_dir``; returns the metrics. Images come from the prepared ``cache`` directory when given,
+    else are decoded.
     """
     from patchlesion.evaluation import predictions_frame
     from patchlesion.model import build_model, resolve_device
-    from patchlesion.training import load_images, load_state, predict_probabilities
+    from patchlesion.batches import image_source
+    from patchlesion.training import load_state, predict_probabilities
 
     if len(folds) != len(model_paths) or not folds:
         raise PatchlesionError(f"give one model per fold: {len(folds)} fold(s), {len(model_paths)} model(s).")
@@ -151,7 +156,7 @@ def evaluate_official_test(spec, settings, index: pd.DataFrame, folds: Sequence[
     device = resolve_device(settings.device)
     image_ids = index["image_id"].astype(str).tolist()
     true_labels = index["label"].to_numpy()
-    images = load_images(index, image_ids, settings.image_size)
+    images = image_source(index, image_ids, settings.image_size, cache)
     fold_scores, fold_probabilities = [], []
     for fold, model_path in zip(folds, model_paths):
         torch.manual_seed(0)

@@ -165,10 +165,19 @@ class TrainSettings:
     device: str = "auto"
     #: ImageNet initialisation of the real backbones (the paper's setting); ``tiny`` has no weights.
     pretrained: bool = False
+    #: Mixed precision and channels-last memory format: ``auto`` (on for CUDA), ``true``, ``false``
+    #: (:mod:`patchlesion.accel`); ``compile`` wraps the model in ``torch.compile`` for training.
+    amp: str = "auto"
+    channels_last: str = "auto"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lr_halving_epochs", tuple(int(e) for e in self.lr_halving_epochs))
         object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
+        from patchlesion.accel import parse_switch
+
+        object.__setattr__(self, "amp", parse_switch("amp", self.amp))
+        object.__setattr__(self, "channels_last", parse_switch("channels_last", self.channels_last))
         for field in ("epochs", "batch_size", "validation_every", "crop_size"):
             if getattr(self, field) < 1:
                 raise PatchlesionError(f"{field} must be at least 1, got {getattr(self, field)}.")

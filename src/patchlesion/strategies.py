@@ -8,16 +8,17 @@ Every strategy turns a batch of whole images ``(B, 3, H, W)`` (uint8) into model
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
-
 import torch.nn.functional as F
 
-from patchlesion.augment import augment
-from patchlesion.crops import centre_box, crop_grid, cut_crops, random_crop_positions, random_resized_boxes, resize_boxes
+from patchlesion.augment import augment, augment_into, flip_draws, jitter_factors
+from patchlesion.crops import centre_box, crop_grid, random_crop_positions, random_resized_boxes, resize_boxes
 
-__all__ = ["STRATEGIES", "Downsample", "InputStrategy", "MultiCrop", "OrderedCrop", "SingleCrop", "get_strategy"]
+__all__ = ["STRATEGIES", "Downsample", "InputStrategy", "MultiCrop", "OrderedCrop", "SingleCrop", "Workspace", "get_strategy"]
 
 #: Side of Single-Crop's evaluation centre crop relative to the crop size in the authors' code (336 px for 224).
 CODE_CENTRE_FACTOR = 1.5
@@ -29,11 +30,64 @@ def _to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255.0)
 
 
-def _grid_crops(images: torch.Tensor, n_crops: int, crop_size: int) -> torch.Tensor:
-    """The ``n_crops`` ordered crops of every image: ``(B, 3, H, W)`` -> ``(B, N, 3, s, s)``."""
-    batch, _, height, width = images.shape
-    grid = torch.tensor(crop_grid(n_crops, (width, height), crop_size), device=images.device)
-    return cut_crops(images, grid.expand(batch, -1, -1), crop_size)
+class Workspace:
+    """Reusable buffers, and optionally worker threads, for making input batch after batch.
+
+    A fresh multi-megabyte CPU tensor costs page faults on every batch; a reused one does not.
+    ``get`` returns a buffer of at least the asked batch size, sliced to it, valid until the next
+    call with that name from the same thread. With ``threads > 1`` the samples of a batch are
+    augmented by that many threads at once (PyTorch's kernels release the GIL); use it with
+    ``torch.set_num_threads(1)`` so the threads do not also split every operation.
+    """
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = max(1, int(threads))
+        self._buffers: dict[tuple[str, int], torch.Tensor] = {}
+        self._pool = None
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        key = (name, threading.get_ident())
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.shape[1:] != shape[1:] or buffer.shape[0] < shape[0] or buffer.dtype != dtype or buffer.device != device:
+            buffer = self._buffers[key] = torch.empty(shape, dtype=dtype, device=device)
+        return buffer[: shape[0]]
+
+    def map(self, function, items) -> None:
+        """``function(item)`` for every item, on the workspace's threads."""
+        if self.threads == 1:
+            for item in items:
+                function(item)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="patchlesion-input")
+        for _ in self._pool.map(function, items):
+            pass
+
+
+def _buffer(workspace: Workspace | None, name: str, shape, dtype, device) -> torch.Tensor:
+    if workspace is None:
+        return torch.empty(shape, dtype=dtype, device=device)
+    return workspace.get(name, tuple(shape), dtype, device)
+
+
+def _map(workspace: Workspace | None, function, items) -> None:
+    if workspace is None:
+        for item in items:
+            function(item)
+    else:
+        workspace.map(function, items)
+
+
+def _grid_crops(images: torch.Tensor, n_crops: int, crop_size: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The ``n_crops`` ordered crops of every image: ``(B, 3, H, W)`` -> ``(B, N, 3, s, s)``, one
+    batched slice copy per crop position (into ``out`` when given)."""
+    batch, channels, height, width = images.shape
+    grid = crop_grid(n_crops, (width, height), crop_size)
+    if out is None:
+        out = torch.empty((batch, n_crops, channels, crop_size, crop_size), dtype=images.dtype, device=images.device)
+    for k, (row, col) in enumerate(grid):
+        out[:, k].copy_(images[:, :, row : row + crop_size, col : col + crop_size])
+    return out
 
 
 def _resize(images: torch.Tensor, crop_size: int) -> torch.Tensor:
@@ -49,9 +103,14 @@ class InputStrategy:
     name: str = ""
     combine: str = "model"
 
-    def training_input(self, images: torch.Tensor, spec, crop_size: int, generator: torch.Generator) -> torch.Tensor:
-        """Augmented training crops ``(B, N, 3, s, s)`` of uint8 images ``(B, 3, H, W)``; ``spec`` is
-        the run (:class:`patchlesion.runs.RunSpec`: n_crops, patch_dropout, centre_crop)."""
+    def training_input(
+        self, images: torch.Tensor, spec, crop_size: int, generator: torch.Generator, workspace: Workspace | None = None
+    ) -> torch.Tensor:
+        """Augmented training crops ``(B, N, 3, s, s)`` of uint8 images ``(B, 3, H, W)`` (any memory
+        layout, on the device the crops are made on); ``spec`` is the run
+        (:class:`patchlesion.runs.RunSpec`: n_crops, patch_dropout, centre_crop). Random numbers
+        come only from ``generator``, a CPU generator also for CUDA images. With a ``workspace``
+        the crops live in its buffers, valid until the next call."""
         raise NotImplementedError
 
     def evaluation_input(self, images: torch.Tensor, spec, crop_size: int) -> torch.Tensor:
@@ -83,11 +142,22 @@ class MultiCrop(InputStrategy):
     name: str = "multi_crop"
     combine: str = "softmax_mean"
 
-    def training_input(self, images, spec, crop_size, generator):
-        batch, _, height, width = images.shape
-        positions = random_crop_positions(batch, 1, (width, height), crop_size, generator)
-        crops = cut_crops(images, positions.to(images.device), crop_size)[:, 0]  # (B, 3, s, s)
-        return augment(_to_float(crops), generator).unsqueeze(1)  # (B, 1, 3, s, s)
+    def training_input(self, images, spec, crop_size, generator, workspace: Workspace | None = None):
+        batch, channels, height, width = images.shape
+        positions = random_crop_positions(batch, 1, (width, height), crop_size, generator)[:, 0].tolist()
+        horizontal, vertical = flip_draws(batch, generator)
+        jitter = jitter_factors(batch, generator)
+        out = _buffer(workspace, "crops", (batch, 1, channels, crop_size, crop_size), torch.float32, images.device)
+        b, s, first = (t.tolist() for t in jitter)
+
+        def one_sample(i: int) -> None:  # crop first: the float work is on the crop only
+            row, col = positions[i]
+            crop = images[i, :, row : row + crop_size, col : col + crop_size]
+            grey = _buffer(workspace, "grey", (1, crop_size, crop_size), torch.float32, images.device)[0]
+            augment_into(out[i, 0], crop, bool(horizontal[i]), bool(vertical[i]), b[i], s[i], first[i], grey_out=grey)
+
+        _map(workspace, one_sample, range(batch))
+        return out  # (B, 1, 3, s, s)
 
     def evaluation_input(self, images, spec, crop_size):
         return _to_float(_grid_crops(images, spec.n_crops, crop_size))  # (B, N, 3, s, s)
@@ -101,7 +171,7 @@ class Downsample(InputStrategy):
     name: str = "downsample"
     combine: str = "softmax_mean"
 
-    def training_input(self, images, spec, crop_size, generator):
+    def training_input(self, images, spec, crop_size, generator, workspace=None):
         resized = _resize(_to_float(images), crop_size)  # (B, 3, s, s)
         return augment(resized, generator).unsqueeze(1)  # (B, 1, 3, s, s)
 
@@ -119,7 +189,7 @@ class SingleCrop(InputStrategy):
     name: str = "single_crop"
     combine: str = "softmax_mean"
 
-    def training_input(self, images, spec, crop_size, generator):
+    def training_input(self, images, spec, crop_size, generator, workspace=None):
         batch, _, height, width = images.shape
         boxes = random_resized_boxes(batch, (width, height), generator)  # (B, 4): top, left, h, w
         crops = resize_boxes(_to_float(images), boxes, crop_size).clamp_(0.0, 1.0)  # (B, 3, s, s)
@@ -151,15 +221,45 @@ class OrderedCrop(InputStrategy):
     name: str = "ordered"
     combine: str = "model"
 
-    def training_input(self, images, spec, crop_size, generator):
-        batch = images.shape[0]
-        augmented = augment(_to_float(images), generator)  # (B, 3, H, W): whole image first (METHOD §6)
-        crops = _grid_crops(augmented, spec.n_crops, crop_size)  # (B, N, 3, s, s)
+    def training_input(self, images, spec, crop_size, generator, workspace: Workspace | None = None):
+        batch, channels, height, width = images.shape
+        draws = self.draws(batch, spec, generator)
+        crops = _buffer(workspace, "crops", (batch, spec.n_crops, channels, crop_size, crop_size), torch.float32, images.device)
+        _map(workspace, lambda i: self.sample_into(crops[i], images[i], spec.n_crops, crop_size, draws[i], workspace), range(batch))
+        return crops  # (B, N, 3, s, s)
+
+    @staticmethod
+    def draws(batch: int, spec, generator: torch.Generator) -> list[tuple]:
+        """Each sample's random draws ``(horizontal, vertical, b, s, brightness_first, keep)``, in the
+        order of :func:`patchlesion.augment.augment` followed by patch dropout's ``keep`` per crop."""
+        horizontal, vertical = flip_draws(batch, generator)
+        b, s, first = jitter_factors(batch, generator)
         if spec.patch_dropout > 0:
             # independent per sample and crop; no rescaling, no guarantee that a crop survives (METHOD §3.2)
-            keep = torch.rand(batch, spec.n_crops, generator=generator) >= spec.patch_dropout  # (B, N)
-            crops = crops * keep.to(device=crops.device, dtype=crops.dtype)[:, :, None, None, None]
-        return crops
+            keep = (torch.rand(batch, spec.n_crops, generator=generator) >= spec.patch_dropout).tolist()  # (B, N)
+        else:
+            keep = [[True] * spec.n_crops] * batch
+        return list(zip(horizontal.tolist(), vertical.tolist(), b.tolist(), s.tolist(), first.tolist(), keep))
+
+    @staticmethod
+    def sample_into(out: torch.Tensor, image: torch.Tensor, n_crops: int, crop_size: int, draw: tuple, workspace: Workspace | None = None) -> None:
+        """One sample: uint8 ``image`` ``(3, H, W)`` -> its crops ``out`` ``(N, 3, s, s)`` under ``draw``.
+
+        Flips and colour jitter on the whole image before cropping (METHOD §6), one image at a time
+        so that its float copy stays in the CPU cache; dropped crops are zero-filled, not cut."""
+        horizontal, vertical, b, s, first, keep = draw
+        if not any(keep):
+            out.zero_()
+            return
+        channels, height, width = image.shape
+        augmented = _buffer(workspace, "image", (1, channels, height, width), torch.float32, image.device)[0]
+        grey = _buffer(workspace, "grey", (1, height, width), torch.float32, image.device)[0]
+        augment_into(augmented, image, horizontal, vertical, b, s, first, grey_out=grey)
+        for k, (row, col) in enumerate(crop_grid(n_crops, (width, height), crop_size)):
+            if keep[k]:
+                out[k].copy_(augmented[:, row : row + crop_size, col : col + crop_size])
+            else:
+                out[k].zero_()
 
     def evaluation_input(self, images, spec, crop_size):
         return _to_float(_grid_crops(images, spec.n_crops, crop_size))

@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from patchlesion.accel import Acceleration
 from patchlesion.balancing import EpochSampler, make_loss
 from patchlesion.checkpoint import load_checkpoint, remove_checkpoint, restore_training_state, save_checkpoint, settings_hash, training_state
+from patchlesion.batches import TrainingInput, image_source
 from patchlesion.classes import CLASSES
 from patchlesion.errors import PatchlesionError
 from patchlesion.ham10000 import load_image
@@ -54,16 +56,18 @@ def predict_probabilities(
 ) -> np.ndarray:
     """Class probabilities ``(N, C)`` of whole images from the strategy's evaluation crops."""
     strategy = get_strategy(spec.strategy)
+    accel = Acceleration.from_settings(settings, device)
     model.eval()
     per_batch = max(1, EVAL_CROPS_PER_BATCH // spec.n_crops)
     out = []
     for start in range(0, len(images), per_batch):
         batch = images[start : start + per_batch].to(device)
-        crops = strategy.evaluation_input(batch, spec, settings.crop_size)  # (B, N, 3, s, s)
-        if strategy.combine == "softmax_mean":
-            probabilities = model.crop_logits(crops).softmax(dim=-1).mean(dim=1)
-        else:
-            probabilities = model(crops).softmax(dim=-1)
+        crops = accel.input(strategy.evaluation_input(batch, spec, settings.crop_size))  # (B, N, 3, s, s)
+        with accel.autocast():
+            if strategy.combine == "softmax_mean":
+                probabilities = model.crop_logits(crops).float().softmax(dim=-1).mean(dim=1)
+            else:
+                probabilities = model(crops).float().softmax(dim=-1)
         out.append(probabilities.float().cpu())
     return torch.cat(out).numpy()
 
@@ -99,9 +103,11 @@ def train_run(
     fold: int,
     out_dir: str | Path,
     checkpoint: str | Path | None = None,
+    cache: str | Path | None = None,
 ) -> pd.DataFrame:
     """Train one run on one cross-validation fold; writes model.pt (best validation MC-sensitivity),
-    model_last.pt, history.csv and run.json into ``out_dir`` and returns the history.
+    model_last.pt, history.csv and run.json into ``out_dir`` and returns the history. Images come
+    from the prepared ``cache`` directory when given (:mod:`patchlesion.cache`), else are decoded.
 
     With ``checkpoint``, the loop's whole state is saved there after every epoch, a rerun resumes
     from it (bit-identical to an uninterrupted run on the same device and thread count), and it is
@@ -119,13 +125,17 @@ def train_run(
     train_ids, val_ids = select(split, fold, "train"), select(split, fold, "val")
     log.info("run %s fold %d: %d training, %d validation images, device %s", spec.name, fold, len(train_ids), len(val_ids), device)
     started = time.perf_counter()
-    train_images = load_images(index, train_ids, settings.image_size)
-    val_images = load_images(index, val_ids, settings.image_size)
+    train_images = image_source(index, train_ids, settings.image_size, cache)
+    val_images = image_source(index, val_ids, settings.image_size, cache)
     train_labels = torch.tensor(labels.loc[train_ids].to_numpy(), dtype=torch.long)
     val_labels = labels.loc[val_ids].to_numpy()
-    log.info("decoded %d images in %.1f s", len(train_ids) + len(val_ids), time.perf_counter() - started)
+    log.info("%s %d images in %.1f s", "mapped" if cache else "decoded", len(train_ids) + len(val_ids), time.perf_counter() - started)
 
     model = build_model(spec, len(CLASSES), pretrained=settings.pretrained).to(device)
+    accel = Acceleration.from_settings(settings, device)
+    forward, scaler = accel.prepare(model), accel.grad_scaler()
+    batches = TrainingInput(train_images, strategy, spec, settings.crop_size, device, accel.channels_last)
+    log.info("device settings: %s", accel.describe())
     sampler = EpochSampler(spec.balancing, train_labels.numpy(), generator)
     criterion = make_loss(
         spec.balancing, train_labels.numpy(), len(CLASSES), spec.k, device,
@@ -138,6 +148,8 @@ def train_run(
     history, best, best_model, finished = [], -math.inf, None, 0
     # Everything with a state_dict() whose state carries over between epochs (add e.g. a GradScaler here).
     stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "sampler": sampler}
+    if scaler is not None:  # fp16 loss scaling (CUDA without bf16): its scale carries over too
+        stateful["scaler"] = scaler
     run_hash = settings_hash(
         run=spec.to_dict(), settings=settings.to_dict(), fold=fold, device=device.type, train_ids=train_ids,
         val_ids=val_ids, train_labels=train_labels.tolist(), stateful=sorted(stateful),
@@ -157,12 +169,12 @@ def train_run(
         loss_sum, seen = 0.0, 0
         for start in range(0, len(order), settings.batch_size):  # drop_last=False, as the authors' loader
             idx = order[start : start + settings.batch_size]
-            crops = strategy.training_input(train_images[idx].to(device), spec, settings.crop_size, generator)
-            target = train_labels[idx].to(device)
-            loss = criterion(model(crops), target, idx.to(device))
+            crops = batches(idx, generator)  # (B, N, 3, s, s) on the device
+            target = train_labels[idx].to(device, non_blocking=True)
+            with accel.autocast():
+                loss = criterion(forward(crops), target, idx.to(device))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            accel.backward_step(loss, optimizer, scaler)
             loss_sum += loss.item() * len(idx)
             seen += len(idx)
         scheduler.step()
@@ -195,8 +207,8 @@ def train_run(
     (out_dir / "run.json").write_text(
         json.dumps(
             {"run": spec.name, "fold": fold, "spec": spec.to_dict(), "settings": settings.to_dict(),
-             "seed": seed, "settings_hash": run_hash, "device": str(device), "torch": torch.__version__,
-             "wall_seconds": time.perf_counter() - started, "epoch_seconds": epoch_seconds,
+             "seed": seed, "settings_hash": run_hash, "device": str(device), "acceleration": accel.describe(),
+             "torch": torch.__version__, "wall_seconds": time.perf_counter() - started, "epoch_seconds": epoch_seconds,
              "resumed_from_epoch": finished + 1 if finished else None, **provenance(device)},
             indent=2,
         )

@@ -1,5 +1,6 @@
 # All Python of the workflow: config validation, presets, wildcard constraints, input functions.
 import copy
+import csv
 import json
 import os
 from argparse import Namespace
@@ -184,7 +185,43 @@ def settings_args(wildcards):
         f"--validation-every {config['validation_every']} --image-size {width} {height} "
         f"--crop-size {config['crop_size']} --seed {config['seed']} --device {config['device']}"
         + (" --pretrained --torch-home resources/torch" if uses_weights(backbone) else "")
+        + device_args()
     )
+
+
+def switch(value):
+    """auto/true/false of a config switch (YAML reads true/false as booleans)."""
+    return str(value).lower()
+
+
+def device_args():
+    """Command-line options of the device settings (mixed precision, memory format, compile)."""
+    return (
+        f" --amp {switch(config['amp'])} --channels-last {switch(config['channels_last'])}"
+        + (" --compile" if config["compile"] else "")
+    )
+
+
+def cache_manifest(dataset):
+    """The manifest of a dataset's decoded-image cache at the configured image size (rule prepare)."""
+    width, height = config["image_size"]
+    return f"results/{dataset}/cache/{width}x{height}/manifest.json"
+
+
+def image_cache(wildcards):
+    """The decoded-image cache of the dataset a job trains or evaluates on."""
+    return cache_manifest(wildcards.dataset)
+
+
+def prepare_inputs(wildcards):
+    """The index and every image it lists: a changed image (newer file) reruns the cache.
+
+    `index` is a checkpoint, so the image list is read once the index exists and is the same in
+    every later invocation (a list that grew after the first run would itself trigger a rerun)."""
+    index = checkpoints.index.get(dataset=wildcards.dataset).output[0]
+    with open(index, newline="") as handle:
+        paths = [row["path"] for row in csv.DictReader(handle)]
+    return {"index": index, "images": paths}
 
 
 def uses_weights(backbone):
@@ -231,6 +268,11 @@ def official_test_index(wildcards):
     if wildcards.dataset not in OFFICIAL_TEST_SET:
         raise ValueError(f"dataset {wildcards.dataset!r} has no official test set (only {', '.join(OFFICIAL_TEST_SET)}).")
     return f"results/{OFFICIAL_TEST_SET[wildcards.dataset]}/index.csv"
+
+
+def official_test_cache(wildcards):
+    """The decoded-image cache of the official test set of a training dataset."""
+    return cache_manifest(OFFICIAL_TEST_SET[wildcards.dataset])
 
 
 def official_test_models(wildcards):
@@ -327,4 +369,6 @@ wildcard_constraints:
     run="|".join(re.escape(name) for name in all_runs()) or "no-runs",
     table="|".join(TABLES),
     fold=r"\d+",
+    width=r"\d+",
+    height=r"\d+",
     weights_file="|".join(re.escape(entry.file) for entry in PRETRAINED.values()),

@@ -49,7 +49,8 @@ rule download_isic2018_test:
         "--settings {params.settings} > {log} 2>&1 || {{ tail -n 3 {log} >&2; exit 1; }}"
 
 
-rule index:
+# A checkpoint: rule prepare lists the indexed images as its inputs.
+checkpoint index:
     input:
         dataset_dir,
     output:
@@ -60,6 +61,28 @@ rule index:
         "../../envs/patchlesion.yaml"
     shell:
         "patchlesion index --data-dir {input} --out {output} > {log} 2>&1"
+
+
+# Every image decoded once at the configured size (the size is in the path, so a new size is a new
+# cache); reruns when an image file changes.
+rule prepare:
+    input:
+        unpack(prepare_inputs),
+    output:
+        images="results/{dataset}/cache/{width}x{height}/images.u8",
+        manifest="results/{dataset}/cache/{width}x{height}/manifest.json",
+    params:
+        out_dir=subpath(output.manifest, parent=True),
+    log:
+        "results/{dataset}/logs/prepare_{width}x{height}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/prepare_{width}x{height}.tsv"
+    threads: 4
+    conda:
+        "../../envs/patchlesion.yaml"
+    shell:
+        "patchlesion prepare --index {input.index} --image-size {wildcards.width} {wildcards.height} "
+        "--out {params.out_dir} --threads {threads} > {log} 2>&1"
 
 
 rule split:

@@ -22,6 +22,7 @@ rule synthesize_test:
 rule official_test:
     input:
         index=official_test_index,
+        cache=official_test_cache,
         models=official_test_models,
     output:
         metrics="results/{dataset}/official_test/{run}/metrics.json",
@@ -29,6 +30,7 @@ rule official_test:
         submission="results/{dataset}/official_test/{run}/submission.csv",
     params:
         out_dir=subpath(output.metrics, parent=True),
+        cache=subpath(input.cache, parent=True),
         folds=official_test_folds,
         settings=settings_args,
     log:
@@ -42,7 +44,8 @@ rule official_test:
         "../../envs/patchlesion.yaml"
     shell:
         "patchlesion official-test --index {input.index} --run {wildcards.run} --folds {params.folds} "
-        "--models {input.models} --out-dir {params.out_dir} --threads {threads} {params.settings} > {log} 2>&1"
+        "--models {input.models} --out-dir {params.out_dir} --cache {params.cache} --threads {threads} "
+        "{params.settings} > {log} 2>&1"
 
 
 rule official_test_table:

@@ -2,6 +2,7 @@ rule train:
     input:
         index="results/{dataset}/index.csv",
         split="results/{dataset}/split.csv",
+        cache=image_cache,
         weights=weights_input,
     output:
         model="results/{dataset}/runs/{run}/fold{fold}/model.pt",
@@ -10,6 +11,7 @@ rule train:
         info="results/{dataset}/runs/{run}/fold{fold}/run.json",
     params:
         out_dir=subpath(output.model, parent=True),
+        cache=subpath(input.cache, parent=True),
         settings=settings_args,
         # Resume state, saved every epoch; not an output, so Snakemake keeps it when a killed job reruns.
         checkpoint="results/{dataset}/checkpoints/{run}/fold{fold}/resume.pt",
@@ -24,19 +26,21 @@ rule train:
         "../../envs/patchlesion.yaml"
     shell:
         "patchlesion train --index {input.index} --split {input.split} --fold {wildcards.fold} "
-        "--run {wildcards.run} --out-dir {params.out_dir} --checkpoint {params.checkpoint} --threads {threads} {params.settings} "
-        "> {log} 2>&1"
+        "--run {wildcards.run} --out-dir {params.out_dir} --checkpoint {params.checkpoint} --cache {params.cache} "
+        "--threads {threads} {params.settings} > {log} 2>&1"
 
 
 rule evaluate:
     input:
         index="results/{dataset}/index.csv",
         split="results/{dataset}/split.csv",
+        cache=image_cache,
         model=test_model,
     output:
         predictions="results/{dataset}/runs/{run}/fold{fold}/predictions.csv",
         metrics="results/{dataset}/runs/{run}/fold{fold}/metrics.json",
     params:
+        cache=subpath(input.cache, parent=True),
         settings=settings_args,
     log:
         "results/{dataset}/logs/evaluate/{run}/fold{fold}.log",
@@ -50,4 +54,4 @@ rule evaluate:
     shell:
         "patchlesion evaluate --index {input.index} --split {input.split} --fold {wildcards.fold} "
         "--run {wildcards.run} --model {input.model} --predictions {output.predictions} "
-        "--metrics {output.metrics} --threads {threads} {params.settings} > {log} 2>&1"
+        "--metrics {output.metrics} --cache {params.cache} --threads {threads} {params.settings} > {log} 2>&1"
