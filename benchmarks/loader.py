@@ -110,8 +110,7 @@ def our_epoch(batches: TrainingInput, n_images: int, generator: torch.Generator,
     """Images/s of one pass of our input over the cache in random order."""
     order = torch.randperm(n_images, generator=generator)
     started = time.perf_counter()
-    for start in range(0, n_images, BATCH):
-        crops = batches(order[start : start + BATCH], generator)
+    for _, crops in batches.iterate(order, BATCH, generator):  # as the training loop consumes it
         assert crops.shape[1:] == (N_CROPS, 3, CROP, CROP)
     _sync(device)
     return n_images / (time.perf_counter() - started)

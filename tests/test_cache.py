@@ -117,6 +117,37 @@ def test_training_input_in_sample_processes_equals_in_process(dataset, tmp_path)
     assert forked._processes is None
 
 
+@pytest.mark.parametrize("processes", [0, 2, 3])
+def test_iterate_prefetches_the_same_batches_and_draws(dataset, tmp_path, processes):
+    # batches of 5 over 2 or 3 processes (not a multiple), the last batch smaller; the pipelined
+    # iteration must give exactly the batches, and leave the generator exactly where, batch-by-batch
+    # calls do; leaving the loop early must leave the processes usable
+    index = _index(dataset)
+    prepare_cache(index, (64, 48), tmp_path)
+    spec = RunSpec(backbone="tiny", strategy="ordered", patch_dropout=0.3)
+    source = image_source(index, list(index["image_id"]), (64, 48), tmp_path)
+    plain = TrainingInput(source, get_strategy("ordered"), spec, 24, torch.device("cpu"))
+    piped = TrainingInput(source, get_strategy("ordered"), spec, 24, torch.device("cpu"), processes=processes)
+    try:
+        order = torch.randperm(len(index), generator=torch.Generator().manual_seed(0))[:17]
+        a, b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+        seen = 0
+        for positions, crops in piped.iterate(order, 5, b):
+            assert torch.equal(positions, order[seen : seen + 5])
+            torch.testing.assert_close(crops, plain(positions, a), rtol=0, atol=0)
+            seen += len(positions)
+        assert seen == 17 and torch.equal(a.get_state(), b.get_state())
+        for positions, crops in piped.iterate(order, 5, b):
+            break  # abandoned with the next batch in flight
+        expected = plain(order[:5], a).clone()
+        if processes > 1:
+            plain(order[5:10], a)  # the batch in flight drew its random numbers too
+        torch.testing.assert_close(crops, expected, rtol=0, atol=0)
+        torch.testing.assert_close(piped(order[:3], b), plain(order[:3], a), rtol=0, atol=0)
+    finally:
+        piped.close()
+
+
 def test_training_input_threads_and_channels_last_do_not_change_the_crops(dataset, tmp_path):
     index = _index(dataset)
     prepare_cache(index, (64, 48), tmp_path)

@@ -11,7 +11,9 @@ state is all a checkpoint needs.
 
 from __future__ import annotations
 
+import collections
 import multiprocessing
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,45 +39,79 @@ def image_source(index: pd.DataFrame, image_ids: list[str], image_size: tuple[in
     return load_images(index, list(image_ids), image_size)
 
 
-def _sample_worker(connection, resident: torch.Tensor, out: torch.Tensor, n_crops: int, crop_size: int) -> None:
-    """Loop of one sample process: augment the (slot, position, draw) jobs it is sent into ``out``."""
+def _sample_worker(connection, resident: torch.Tensor, outs: list[torch.Tensor], n_crops: int, crop_size: int) -> None:
+    """Loop of one sample process: augment the (slot, position, draw) jobs it is sent into the
+    shared batch buffer they name, and acknowledge each message once it is done."""
     torch.set_num_threads(1)
     workspace = Workspace()
     while True:
-        jobs = connection.recv()
-        if jobs is None:
+        message = connection.recv()
+        if message is None:
             return
+        buffer, jobs = message
         for slot, position, draw in jobs:
-            OrderedCrop.sample_into(out[slot], resident[position], n_crops, crop_size, draw, workspace)
+            OrderedCrop.sample_into(outs[buffer][slot], resident[position], n_crops, crop_size, draw, workspace)
         connection.send(True)
 
 
 class _SampleProcesses:
-    """Worker processes (forked: they share the resident images) that augment the samples of an
-    Ordered-Crop batch into one shared-memory batch, like a DataLoader's workers but without
-    collating or copying batches between processes."""
+    """Worker processes (forked: they share the resident images) that augment the samples of
+    Ordered-Crop batches into shared-memory batch buffers, like a DataLoader's workers but without
+    collating or copying batches between processes.
+
+    Two buffers, so that the next batch is augmented while the current one is used
+    (:meth:`TrainingInput.iterate`). Samples go to the workers round-robin across batches, so a
+    batch size that is not a multiple of the worker count evens out over consecutive batches."""
+
+    BUFFERS = 2
 
     def __init__(self, processes: int, resident: torch.Tensor, shape: tuple[int, ...], n_crops: int, crop_size: int):
         context = multiprocessing.get_context("fork")
-        self.out = torch.empty(shape, dtype=torch.float32).share_memory_()
+        self.outs = [torch.empty(shape, dtype=torch.float32).share_memory_() for _ in range(self.BUFFERS)]
         self.connections, self.processes = [], []
+        self._next_worker = 0
+        self._pending: collections.deque[list] = collections.deque()  # per submission: the busy connections
         for _ in range(processes):
             parent, child = context.Pipe()
-            process = context.Process(target=_sample_worker, args=(child, resident, self.out, n_crops, crop_size), daemon=True)
+            process = context.Process(target=_sample_worker, args=(child, resident, self.outs, n_crops, crop_size), daemon=True)
             process.start()
             child.close()
             self.connections.append(parent)
             self.processes.append(process)
 
-    def run(self, jobs: list[tuple]) -> None:
+    @property
+    def out(self) -> torch.Tensor:
+        return self.outs[0]
+
+    def submit(self, buffer: int, jobs: list[tuple]) -> None:
+        """Start augmenting ``jobs`` into ``outs[buffer]`` (returns at once; see :meth:`wait`)."""
+        count = len(self.connections)
+        shares = [[] for _ in range(count)]
+        for j, job in enumerate(jobs):
+            shares[(self._next_worker + j) % count].append(job)
+        self._next_worker = (self._next_worker + len(jobs)) % count
         busy = []
-        for w, connection in enumerate(self.connections):
-            share = jobs[w :: len(self.connections)]
+        for connection, share in zip(self.connections, shares):
             if share:
-                connection.send(share)
+                connection.send((buffer, share))
                 busy.append(connection)
-        for connection in busy:
+        self._pending.append(busy)
+
+    def wait(self) -> None:
+        """Block until the oldest submission not yet waited for is complete."""
+        for connection in self._pending.popleft():
             connection.recv()
+
+    def drain(self) -> None:
+        """Wait for every submission still in flight."""
+        while self._pending:
+            self.wait()
+
+    def run(self, jobs: list[tuple]) -> None:
+        """Augment ``jobs`` into ``outs[0]`` and wait for them."""
+        self.drain()
+        self.submit(0, jobs)
+        self.wait()
 
     def close(self) -> None:
         for connection, process in zip(self.connections, self.processes):
@@ -174,18 +210,60 @@ class TrainingInput:
             self._copied.record()
         return batch
 
+    def _sample_processes(self, size: int) -> _SampleProcesses:
+        """The sample processes, started (again) with buffers for batches of ``size``."""
+        if self._processes is None or self._processes.out.shape[0] < size:  # started at the first batch
+            if self._processes is not None:
+                self._processes.close()
+            shape = (size, self.spec.n_crops, 3, self.crop_size, self.crop_size)
+            self._processes = _SampleProcesses(self._process_count, self.resident, shape, self.spec.n_crops, self.crop_size)
+        return self._processes
+
+    def _jobs(self, positions, generator: torch.Generator) -> list[tuple]:
+        positions = positions.tolist() if isinstance(positions, torch.Tensor) else list(positions)
+        draws = OrderedCrop.draws(len(positions), self.spec, generator)
+        return [(slot, position, draw) for slot, (position, draw) in enumerate(zip(positions, draws))]
+
+    def _finish(self, crops: torch.Tensor) -> torch.Tensor:
+        return to_channels_last(crops) if self.channels_last else crops
+
     def __call__(self, positions, generator: torch.Generator) -> torch.Tensor:
         if self._process_count > 1:
-            size = len(positions)
-            if self._processes is None or self._processes.out.shape[0] < size:  # started at the first batch
-                if self._processes is not None:
-                    self._processes.close()
-                shape = (size, self.spec.n_crops, 3, self.crop_size, self.crop_size)
-                self._processes = _SampleProcesses(self._process_count, self.resident, shape, self.spec.n_crops, self.crop_size)
-            positions = positions.tolist() if isinstance(positions, torch.Tensor) else list(positions)
-            draws = OrderedCrop.draws(len(positions), self.spec, generator)
-            self._processes.run([(slot, position, draw) for slot, (position, draw) in enumerate(zip(positions, draws))])
-            crops = self._processes.out[: len(positions)]
-            return to_channels_last(crops) if self.channels_last else crops
+            processes = self._sample_processes(len(positions))
+            processes.run(self._jobs(positions, generator))
+            return self._finish(processes.out[: len(positions)])
         crops = self.strategy.training_input(self.read(positions), self.spec, self.crop_size, generator, workspace=self.workspace)
-        return to_channels_last(crops) if self.channels_last else crops
+        return self._finish(crops)
+
+    def iterate(self, order, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(positions, crops)`` of consecutive batches of ``order`` (the last one may be smaller).
+
+        The same batches and random draws, in the same order, as calling the object batch by batch;
+        with sample processes the next batch is augmented while the caller uses this one (each
+        batch's crops are valid until the next step of the iteration)."""
+        starts = range(0, len(order), batch_size)
+        if self._process_count <= 1:
+            for start in starts:
+                positions = order[start : start + batch_size]
+                yield positions, self(positions, generator)
+            return
+        processes = self._sample_processes(batch_size)
+        processes.drain()
+        in_flight: collections.deque[tuple] = collections.deque()
+
+        def submit(k: int) -> None:
+            positions, buffer = order[starts[k] : starts[k] + batch_size], k % _SampleProcesses.BUFFERS
+            processes.submit(buffer, self._jobs(positions, generator))  # draws in batch order
+            in_flight.append((positions, buffer))
+
+        try:
+            for k in range(min(_SampleProcesses.BUFFERS, len(starts))):
+                submit(k)
+            for k in range(len(starts)):
+                positions, buffer = in_flight.popleft()
+                processes.wait()
+                yield positions, self._finish(processes.outs[buffer][: len(positions)])
+                if k + _SampleProcesses.BUFFERS < len(starts):
+                    submit(k + _SampleProcesses.BUFFERS)  # into the buffer the caller has just finished with
+        finally:
+            processes.drain()

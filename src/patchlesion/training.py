@@ -167,9 +167,8 @@ def train_run(
         learning_rate = optimizer.param_groups[0]["lr"]
         order = sampler.epoch_order()  # positions into the training list (Sec. II-F sampling)
         loss_sum, seen = 0.0, 0
-        for start in range(0, len(order), settings.batch_size):  # drop_last=False, as the authors' loader
-            idx = order[start : start + settings.batch_size]
-            crops = batches(idx, generator)  # (B, N, 3, s, s) on the device
+        # drop_last=False, as the authors' loader; crops (B, N, 3, s, s) on the device
+        for idx, crops in batches.iterate(order, settings.batch_size, generator):
             target = train_labels[idx].to(device, non_blocking=True)
             with accel.autocast():
                 loss = criterion(forward(crops), target, idx.to(device))
