@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 from httpfake import DOI, FakeDataverse, FakeServer, Route
 
-from patchlesion import download as dl
 from patchlesion.acquire import DownloadSettings, download_ham10000, download_isic2018_test, isic2018_test_from_files
 from patchlesion.classes import CLASSES, DX_TO_CLASS
 from patchlesion.cli import main
@@ -50,14 +49,6 @@ def ham(tmp_path_factory):
     metadata = (root / "src" / "HAM10000_metadata.csv").read_bytes().replace(b"\n", b"\r\n")  # Dataverse's CRLF
     meta = meta.sort_values("image_id").reset_index(drop=True)  # the order of ``images``
     return {"meta": meta, "part_1": part_1, "part_2": part_2, "metadata": metadata, "images": images}
-
-
-@pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setattr(dl, "BACKOFF_BASE", 0.01)
-    srv = FakeServer().start()
-    yield srv
-    srv.stop()
 
 
 def settings(server, **changes) -> DownloadSettings:

@@ -14,14 +14,6 @@ BODY = bytes(range(256)) * 400  # 102,400 bytes
 MD5 = hashlib.md5(BODY).hexdigest()
 
 
-@pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setattr(dl, "BACKOFF_BASE", 0.01)
-    srv = FakeServer().start()
-    yield srv
-    srv.stop()
-
-
 def _files(folder):
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
