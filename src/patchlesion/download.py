@@ -207,18 +207,11 @@ def download(
     attempt = 0
     while attempt <= retries:
         if attempt and last_error is not None:
-            delay = base * 2 ** (attempt - 1)
-            log.warning("download of %s failed (%s); retry %d/%d in %.1f s", url, last_error, attempt, retries, delay)
-            time.sleep(delay)
+            _back_off(base, attempt, retries, f"download of {url}", last_error)
         attempt += 1
         resumed = partial.is_file() and partial.stat().st_size > 0
         try:
             _stream_once(url, partial, timeout, expected)
-        except urllib.error.HTTPError as exc:
-            if not _retryable(exc):
-                raise DownloadError(f"downloading the {what} failed: {_http_message(url, exc)}.{suffix}", exc.code) from None
-            last_error = exc
-            continue
         except _TooLarge as exc:
             partial.unlink(missing_ok=True)
             raise DownloadError(
@@ -226,9 +219,7 @@ def download(
                 f"{expected.size} bytes ({exc.args[0]} so far); the download was discarded.{suffix}"
             ) from None
         except Exception as exc:
-            if not _retryable(exc):
-                raise
-            last_error = exc
+            last_error = _retry_or_raise(exc, url, f"downloading the {what}", suffix)
             continue
         actual = file_digest(partial, algorithm)
         size = partial.stat().st_size
@@ -251,6 +242,23 @@ def download(
         f"downloading the {what} from {url} failed after {_attempts(retries + 1)} (last error: {last_error}); "
         f"the partial download {partial} is kept and will be resumed by the next run.{suffix}"
     )
+
+
+def _back_off(base: float, attempt: int, retries: int, what: str, error: BaseException) -> None:
+    """Sleep before retry ``attempt`` (1, 2, ...): ``base``, then twice as long each time."""
+    delay = base * 2 ** (attempt - 1)
+    log.warning("%s failed (%s); retry %d/%d in %.1f s", what, error, attempt, retries, delay)
+    time.sleep(delay)
+
+
+def _retry_or_raise(exc: Exception, url: str, action: str, suffix: str) -> Exception:
+    """``exc`` when it is worth a retry; else raise: an HTTP error as a :class:`DownloadError` naming
+    the URL and status, anything else as it is."""
+    if _retryable(exc):
+        return exc
+    if isinstance(exc, urllib.error.HTTPError):
+        raise DownloadError(f"{action} failed: {_http_message(url, exc)}.{suffix}", exc.code) from None
+    raise exc
 
 
 def _attempts(n: int) -> str:
@@ -279,22 +287,13 @@ def fetch_bytes(
     last_error: BaseException | None = None
     for attempt in range(retries + 1):
         if attempt:
-            delay = base * 2 ** (attempt - 1)
-            log.warning("request to %s failed (%s); retry %d/%d in %.1f s", url, last_error, attempt, retries, delay)
-            time.sleep(delay)
+            _back_off(base, attempt, retries, f"request to {url}", last_error)
         try:
             with urllib.request.urlopen(_request(url, accept="application/json"), timeout=timeout) as response:
                 body = response.read(max_bytes + 1)
                 length = response.headers.get("Content-Length")
-        except urllib.error.HTTPError as exc:
-            if not _retryable(exc):
-                raise DownloadError(f"reading the {what} failed: {_http_message(url, exc)}.{suffix}", exc.code) from None
-            last_error = exc
-            continue
         except Exception as exc:
-            if not _retryable(exc):
-                raise
-            last_error = exc
+            last_error = _retry_or_raise(exc, url, f"reading the {what}", suffix)
             continue
         if len(body) > max_bytes:
             raise DownloadError(f"the {what} at {url} is larger than {max_bytes} bytes; refusing to read it.{suffix}")

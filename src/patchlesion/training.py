@@ -74,10 +74,7 @@ def predict_probabilities(
 
 def save_state(model: torch.nn.Module, path: Path) -> None:
     """Write the model's weights (a plain state dict, loadable with ``weights_only=True``) atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(model.state_dict(), partial)
-    partial.replace(path)
+    _save_weights(model.state_dict(), path)
 
 
 def load_state(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
@@ -187,8 +184,8 @@ def train_run(
             if scores["mc_sensitivity"] > best:  # first occurrence of the best value is kept
                 best = scores["mc_sensitivity"]
                 row["best"] = True
-                save_state(model, out_dir / "model.pt")
                 best_model = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
+                _save_weights(best_model, out_dir / "model.pt")  # the copy the checkpoint keeps, too
             message += f" val mc_sensitivity {scores['mc_sensitivity']:.3f} (best {best:.3f})"
         row["seconds"] = time.perf_counter() - epoch_start
         history.append(row)
