@@ -41,16 +41,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from a checkout without installing
 
-from patchlesion.accel import Acceleration  # noqa: E402
-from patchlesion.batches import TrainingInput  # noqa: E402
-from patchlesion.cache import ImageCache, prepare_cache  # noqa: E402
-from patchlesion.classes import CLASSES  # noqa: E402
-from patchlesion.crops import crop_grid  # noqa: E402
-from patchlesion.ham10000 import read_dataset  # noqa: E402
-from patchlesion.model import build_model  # noqa: E402
-from patchlesion.runs import RunSpec, TrainSettings  # noqa: E402
-from patchlesion.strategies import get_strategy  # noqa: E402
-from patchlesion.synthetic import make_synthetic_ham10000  # noqa: E402
+from patchlesion.data.cache import ImageCache, prepare_cache  # noqa: E402
+from patchlesion.data.ham10000 import read_dataset  # noqa: E402
+from patchlesion.data.synthetic import make_synthetic_ham10000  # noqa: E402
+from patchlesion.engine.accel import Acceleration  # noqa: E402
+from patchlesion.engine.batches import TrainingInput  # noqa: E402
+from patchlesion.engine.settings import TrainSettings
+from patchlesion.method.classes import CLASSES  # noqa: E402
+from patchlesion.method.crops import crop_grid  # noqa: E402
+from patchlesion.method.model import build_model  # noqa: E402
+from patchlesion.method.runs import RunSpec  # noqa: E402
+from patchlesion.method.strategies import get_strategy  # noqa: E402
 
 IMAGE_SIZE = (600, 450)
 CROP = 224

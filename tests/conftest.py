@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from httpfake import FakeServer
 
-from patchlesion import download as dl
+from httpfake import FakeServer
+from patchlesion.data.acquire import download as dl
 
 
 @pytest.fixture

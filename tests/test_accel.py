@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from patchlesion.accel import Acceleration, parse_switch, to_channels_last
 from patchlesion.cli import main
+from patchlesion.engine.accel import Acceleration, parse_switch, to_channels_last
+from patchlesion.engine.settings import TrainSettings
 from patchlesion.errors import PatchlesionError
-from patchlesion.runs import TrainSettings
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -60,8 +60,8 @@ def test_bf16_autocast_and_channels_last_train_on_the_cpu(tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_training_step_under_autocast_and_channels_last():
-    from patchlesion.model import build_model
-    from patchlesion.runs import RunSpec
+    from patchlesion.method.model import build_model
+    from patchlesion.method.runs import RunSpec
 
     spec = RunSpec(backbone="tiny", strategy="ordered", n_crops=4, attention="dual")
     accel = Acceleration.from_settings(TrainSettings(), CUDA)

@@ -11,16 +11,16 @@ import zipfile
 
 import pandas as pd
 import pytest
-from httpfake import DOI, FakeDataverse, FakeServer, Route
 
-from patchlesion.acquire import DownloadSettings, download_ham10000, download_isic2018_test, isic2018_test_from_files
-from patchlesion.classes import CLASSES, DX_TO_CLASS
+from httpfake import DOI, FakeDataverse, FakeServer, Route
 from patchlesion.cli import main
-from patchlesion.download import DownloadError
+from patchlesion.data.acquire.datasets import DownloadSettings, download_ham10000, download_isic2018_test, isic2018_test_from_files
+from patchlesion.data.acquire.download import DownloadError
+from patchlesion.data.ham10000 import read_dataset
+from patchlesion.data.isic2018 import CONFIRM_TYPE_TO_DX_TYPE
+from patchlesion.data.synthetic import make_synthetic_ham10000
 from patchlesion.errors import DatasetError, PatchlesionError
-from patchlesion.ham10000 import read_dataset
-from patchlesion.isic2018 import CONFIRM_TYPE_TO_DX_TYPE
-from patchlesion.synthetic import make_synthetic_ham10000
+from patchlesion.method.classes import CLASSES, DX_TO_CLASS
 
 RUN = "tiny-multi_crop-nc9-mean-loss_weighting-k1"
 
@@ -285,7 +285,7 @@ def test_settings_from_config_block():
 def test_metadata_reader_accepts_unknown_dx_type_for_test_sets(tmp_path):
     path = tmp_path / "HAM10000_metadata.csv"
     path.write_text("lesion_id,image_id,dx,dx_type\nISIC_0000001,ISIC_0000001,mel,unknown\n")
-    from patchlesion.ham10000 import read_metadata
+    from patchlesion.data.ham10000 import read_metadata
 
     assert read_metadata(path)["dx_type"].tolist() == ["unknown"]
     assert pd.Series(["unknown"]).isin(["unknown"]).all()

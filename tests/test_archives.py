@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from patchlesion.archives import ArchiveError, Limits, check_zip, extract_zip, staging_directory
+from patchlesion.data.acquire.archives import ArchiveError, Limits, check_zip, extract_zip, staging_directory
 from patchlesion.errors import PatchlesionError
 
 

@@ -3,7 +3,7 @@
 import torch
 from torchvision.transforms.v2 import functional as F
 
-from patchlesion.augment import BRIGHTNESS, SATURATION, apply_color_jitter, augment, jitter_factors, random_flips
+from patchlesion.method.augment import BRIGHTNESS, SATURATION, apply_color_jitter, augment, jitter_factors, random_flips
 
 
 def test_colour_ops_equal_torchvision_per_sample():

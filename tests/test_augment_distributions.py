@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from patchlesion.crops import crop_grid, random_crop_positions
-from patchlesion.runs import RunSpec
-from patchlesion.strategies import Workspace, get_strategy
+from patchlesion.method.crops import crop_grid, random_crop_positions
+from patchlesion.method.runs import RunSpec
+from patchlesion.method.strategies import Workspace, get_strategy
 
 stats = pytest.importorskip("scipy.stats")
 transforms = pytest.importorskip("torchvision.transforms")

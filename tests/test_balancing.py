@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from patchlesion.balancing import BALANCINGS, EpochSampler, class_weights, diagnosis_factors, make_loss
-from patchlesion.classes import class_index
 from patchlesion.errors import PatchlesionError
+from patchlesion.method.balancing import BALANCINGS, EpochSampler, class_weights, diagnosis_factors, make_loss
+from patchlesion.method.classes import class_index
 
 MEL, NV, BCC, AKIEC, BKL, DF, VASC = range(7)
 

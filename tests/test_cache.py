@@ -10,14 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from patchlesion.batches import TrainingInput, image_source
-from patchlesion.cache import IMAGES_FILE, MANIFEST_FILE, ImageCache, prepare_cache
 from patchlesion.cli import main
+from patchlesion.data.cache import IMAGES_FILE, MANIFEST_FILE, ImageCache, prepare_cache
+from patchlesion.data.ham10000 import read_dataset
+from patchlesion.data.images import load_indexed
+from patchlesion.engine.batches import TrainingInput, image_source
 from patchlesion.errors import PatchlesionError
-from patchlesion.ham10000 import read_dataset
-from patchlesion.runs import RunSpec
-from patchlesion.strategies import get_strategy
-from patchlesion.training import load_images
+from patchlesion.method.runs import RunSpec
+from patchlesion.method.strategies import get_strategy
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_prepare_writes_the_decoded_images_in_index_order(dataset, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [IMAGES_FILE, MANIFEST_FILE]  # no partial files left
     ids = list(index["image_id"].sample(frac=1.0, random_state=0))  # any order
     cached = ImageCache(tmp_path).select(ids)
-    torch.testing.assert_close(cached[:], load_images(index, ids, (64, 48)), rtol=0, atol=0)
+    torch.testing.assert_close(cached[:], load_indexed(index, ids, (64, 48)), rtol=0, atol=0)
     assert cached[[3, 0]].shape == (2, 3, 48, 64) and torch.equal(cached[[3, 0]][1], cached[0:1][0])
 
 
@@ -51,7 +51,7 @@ def test_prepare_resizes_like_decoding(dataset, tmp_path):
     index = _index(dataset).head(7)
     prepare_cache(index, (40, 30), tmp_path)
     ids = list(index["image_id"])
-    torch.testing.assert_close(ImageCache(tmp_path).select(ids)[:], load_images(index, ids, (40, 30)), rtol=0, atol=0)
+    torch.testing.assert_close(ImageCache(tmp_path).select(ids)[:], load_indexed(index, ids, (40, 30)), rtol=0, atol=0)
 
 
 def test_source_digest_follows_the_image_bytes(dataset, tmp_path):
@@ -94,7 +94,7 @@ def test_training_input_from_the_cache_equals_the_strategy_on_decoded_images(dat
     ids = list(index["image_id"][::2])
     spec = RunSpec(backbone="tiny", strategy=strategy, **fields)
     cached = TrainingInput(image_source(index, ids, (64, 48), tmp_path), get_strategy(strategy), spec, 24, torch.device("cpu"))
-    decoded = load_images(index, ids, (64, 48))
+    decoded = load_indexed(index, ids, (64, 48))
     ours, reference = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
     for positions in (torch.tensor([3, 1, 7, 0, 5]), torch.tensor([2, 9]), torch.tensor([11, 4, 6, 8, 10])):
         expected = get_strategy(strategy).training_input(decoded[positions], spec, 24, reference)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from patchlesion.crops import crop_grid, cut_crops, random_crop_positions
+from patchlesion.method.crops import crop_grid, cut_crops, random_crop_positions
 
 # Top-left (row, col) of each crop on 600x450 images with 224 px crops, in model order (METHOD §3.1).
 PAPER_GRIDS = {

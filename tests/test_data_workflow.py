@@ -9,11 +9,11 @@ import zipfile
 
 import pandas as pd
 import pytest
-from httpfake import DOI, FakeDataverse, FakeServer
-from test_workflow import ROOT, _job_count, snakemake
 
-from patchlesion.classes import CLASSES, DX_TO_CLASS
-from patchlesion.synthetic import make_synthetic_ham10000
+from httpfake import DOI, FakeDataverse, FakeServer
+from patchlesion.data.synthetic import make_synthetic_ham10000
+from patchlesion.method.classes import CLASSES, DX_TO_CLASS
+from test_workflow import ROOT, _job_count, snakemake
 
 RUN = "tiny-multi_crop-nc9-mean-loss_weighting-k1"
 

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from patchlesion.cli import main
-from patchlesion.derm7pt import convert_release, diagnosis_class, read_release
+from patchlesion.data.derm7pt import convert_release, diagnosis_class, read_release
+from patchlesion.data.ham10000 import read_dataset
+from patchlesion.data.splits import select
 from patchlesion.errors import DatasetError
-from patchlesion.ham10000 import read_dataset
-from patchlesion.splits import select
 
 META_COLUMNS = [
     "case_num", "diagnosis", "seven_point_score", "pigment_network", "streaks", "pigmentation",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from httpfake import FakeServer, Route
 
-from patchlesion import download as dl
-from patchlesion.download import DownloadError, Expected, download, fetch_bytes
+from httpfake import FakeServer, Route
+from patchlesion.data.acquire import download as dl
+from patchlesion.data.acquire.download import DownloadError, Expected, download, fetch_bytes
 
 BODY = bytes(range(256)) * 400  # 102,400 bytes
 MD5 = hashlib.md5(BODY).hexdigest()

@@ -11,9 +11,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from patchlesion.classes import CLASSES  # noqa: E402
-from patchlesion.crops import crop_grid  # noqa: E402
-from patchlesion.figures import (  # noqa: E402
+from patchlesion.method.classes import CLASSES  # noqa: E402
+from patchlesion.method.crops import crop_grid  # noqa: E402
+from patchlesion.results.figures import (  # noqa: E402
     attention_overlay,
     confusion_matrix_figure,
     figure4,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from patchlesion import gpulease
+from patchlesion.engine import gpulease
 from patchlesion.errors import PatchlesionError
 
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -1,4 +1,4 @@
-"""Tests of patchlesion.ham10000 (and `patchlesion index`) on tiny HAM10000-format directories."""
+"""Tests of patchlesion.data.ham10000 (and `patchlesion index`) on tiny HAM10000-format directories."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from patchlesion.classes import CLASSES
 from patchlesion.cli import main
+from patchlesion.data.ham10000 import find_images, find_metadata, read_dataset, read_metadata
+from patchlesion.data.images import load_image
 from patchlesion.errors import DatasetError
-from patchlesion.ham10000 import find_images, find_metadata, load_image, read_dataset, read_metadata
+from patchlesion.method.classes import CLASSES
 
 HEADER = "lesion_id,image_id,dx,dx_type,age,sex,localization"
 # One image per diagnosis, deliberately not in image_id order; HAM_0000002 has two images.

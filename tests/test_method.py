@@ -9,15 +9,16 @@ import pytest
 import torch
 import yaml
 
-from patchlesion.aggregation import AGGREGATIONS
-from patchlesion.backbones import BACKBONES, build_backbone
-from patchlesion.balancing import BALANCINGS, class_weights
-from patchlesion.classes import CLASSES
+from patchlesion.data.splits import load_published_table, published_split, select
+from patchlesion.engine.settings import TrainSettings
 from patchlesion.errors import PatchlesionError
-from patchlesion.model import PatchLesionModel
-from patchlesion.runs import RunSpec, TrainSettings
-from patchlesion.splits import load_published_table, published_split, select
-from patchlesion.strategies import STRATEGIES
+from patchlesion.method.aggregation import AGGREGATIONS
+from patchlesion.method.backbones import BACKBONES, build_backbone
+from patchlesion.method.balancing import BALANCINGS, class_weights
+from patchlesion.method.classes import CLASSES
+from patchlesion.method.model import PatchLesionModel
+from patchlesion.method.runs import RunSpec
+from patchlesion.method.strategies import STRATEGIES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +63,7 @@ def test_validation_epochs_follow_the_authors_schedule():
 
 
 def test_learning_rate_halves_at_epochs_19_29_39_49():
-    from patchlesion.training import _lr_milestones
+    from patchlesion.engine.training import _lr_milestones
 
     settings = TrainSettings()
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
@@ -98,7 +99,7 @@ def test_class_without_training_images_has_weight_zero():
 
 
 def test_loss_weighting_is_a_weighted_mean():
-    from patchlesion.balancing import make_loss
+    from patchlesion.method.balancing import make_loss
 
     labels = np.array([0, 0, 0, 1])
     loss = make_loss("loss_weighting", labels, 2, 1.0, "cpu")

@@ -1,4 +1,4 @@
-"""Tests for patchlesion.metrics: the paper's MC-Sensitivity, MC-Specificity and (swapped) F1."""
+"""Tests for patchlesion.results.metrics: the paper's MC-Sensitivity, MC-Specificity and (swapped) F1."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from patchlesion.classes import CLASSES
 from patchlesion.errors import PatchlesionError
-from patchlesion.metrics import classification_metrics, one_vs_rest_specificity, paper_f1
+from patchlesion.method.classes import CLASSES
+from patchlesion.results.metrics import classification_metrics, one_vs_rest_specificity, paper_f1
 
 
 def labels_from_confusion(cm: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from patchlesion.aggregation import AGGREGATIONS, GRUHead, PatchAttention
 from patchlesion.errors import PatchlesionError
-from patchlesion.model import PatchLesionModel, build_model
-from patchlesion.runs import RunSpec
+from patchlesion.method.aggregation import AGGREGATIONS, GRUHead, PatchAttention
+from patchlesion.method.model import PatchLesionModel, build_model
+from patchlesion.method.runs import RunSpec
 
 ATTENTIONS = ("none", "initial", "end", "dual")
 PRESENT = {"none": set(), "initial": {"initial"}, "end": {"end"}, "dual": {"initial", "end"}}

@@ -10,19 +10,19 @@ import pandas as pd
 import pytest
 import sklearn.metrics
 
-from patchlesion.classes import CLASSES
 from patchlesion.cli import main
-from patchlesion.model import build_model
-from patchlesion.official_test import (
+from patchlesion.data.synthetic import make_synthetic_ham10000
+from patchlesion.engine.inference import save_state
+from patchlesion.engine.official_test import (
     UNDECIDED,
     balanced_multiclass_accuracy,
     challenge_labels,
     score_predictions,
     summarise_official,
 )
-from patchlesion.runs import RunSpec
-from patchlesion.synthetic import make_synthetic_ham10000
-from patchlesion.training import save_state
+from patchlesion.method.classes import CLASSES
+from patchlesion.method.model import build_model
+from patchlesion.method.runs import RunSpec
 
 MEL, NV, BCC, DF = (CLASSES.index(c) for c in ("MEL", "NV", "BCC", "DF"))
 

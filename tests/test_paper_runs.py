@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from patchlesion.evaluation import evaluate_run
-from patchlesion.ham10000 import read_dataset
-from patchlesion.runs import RunSpec, TrainSettings
-from patchlesion.splits import stratified_split
-from patchlesion.synthetic import make_synthetic_ham10000
+from patchlesion.data.ham10000 import read_dataset
+from patchlesion.data.splits import stratified_split
+from patchlesion.data.synthetic import make_synthetic_ham10000
+from patchlesion.engine.evaluate import evaluate_run
+from patchlesion.engine.settings import TrainSettings
+from patchlesion.method.runs import RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 MULTI_CROP = {"strategy": "multi_crop", "n_crops": 9, "aggregation": "mean", "balancing": "loss_weighting"}
@@ -56,7 +57,7 @@ def tiny_data(tmp_path_factory):
 
 @pytest.mark.parametrize("name", DISTINCT)
 def test_every_paper_run_trains_and_evaluates(name, tiny_data):
-    from patchlesion.training import train_run
+    from patchlesion.engine.training import train_run
 
     root, index, split = tiny_data
     spec = RunSpec.from_name(name)

@@ -11,14 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from patchlesion.classes import CLASSES
 from patchlesion.cli import main
+from patchlesion.data.images import load_indexed
+from patchlesion.engine.inference import predict_probabilities
+from patchlesion.engine.predict import attention_columns, attention_weights, predict_images
+from patchlesion.engine.settings import TrainSettings
 from patchlesion.errors import PatchlesionError
-from patchlesion.model import build_model
-from patchlesion.predict import attention_columns, attention_weights, predict_images
-from patchlesion.runs import RunSpec, TrainSettings
-from patchlesion.strategies import get_strategy
-from patchlesion.training import load_images, predict_probabilities
+from patchlesion.method.classes import CLASSES
+from patchlesion.method.model import build_model
+from patchlesion.method.runs import RunSpec
+from patchlesion.method.strategies import get_strategy
 
 ATTENTION = RunSpec("tiny", strategy="ordered", n_crops=9, aggregation="mean", attention="end")
 MULTI_CROP = RunSpec("tiny", strategy="multi_crop", n_crops=9, aggregation="mean")
@@ -87,7 +89,7 @@ def test_predictions_match_evaluation_and_model_attention(files):
     model = build_model(ATTENTION, len(CLASSES))
     model.load_state_dict(torch.load(root / "attention.pt", weights_only=True))
     index = pd.DataFrame({"image_id": ["a", "b"], "path": [str(p) for p in images]})
-    batch = load_images(index, ["a", "b"], (96, 72))
+    batch = load_indexed(index, ["a", "b"], (96, 72))
     expected = predict_probabilities(model, batch, ATTENTION, TrainSettings(image_size=(96, 72), crop_size=32), torch.device("cpu"))
     assert np.allclose(_probabilities(frame), expected, atol=1e-6)
     crops = get_strategy("ordered").evaluation_input(batch, ATTENTION, 32)

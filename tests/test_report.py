@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from patchlesion.cli import main
-from patchlesion.report import write_report
+from patchlesion.results.report import write_report
 
 
 def test_report_links_tables_and_figures_and_names_what_was_skipped(tmp_path):

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import torch
 
-from patchlesion.balancing import EpochSampler
-from patchlesion.checkpoint import capture_rng_states, load_checkpoint, restore_rng_states, save_checkpoint, settings_hash
 from patchlesion.cli import main
+from patchlesion.engine.checkpoint import capture_rng_states, load_checkpoint, restore_rng_states, save_checkpoint, settings_hash
+from patchlesion.method.balancing import EpochSampler
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 # Attention, patch dropout and balanced batches: every random source of the loop (global torch RNG,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from patchlesion.dataverse import DataverseFile, parse_files, resolve
-from patchlesion.download import DownloadError
+from patchlesion.data.acquire.dataverse import DataverseFile, parse_files, resolve
+from patchlesion.data.acquire.download import DownloadError
 
 SOURCES = sorted((Path(__file__).resolve().parents[1] / "src" / "patchlesion").rglob("*.py"))
 
@@ -56,7 +56,7 @@ def test_dataverse_record_parsing_and_name_resolution():
 
 
 def test_dataverse_file_without_md5_is_not_downloaded(tmp_path):
-    from patchlesion.dataverse import fetch_file
+    from patchlesion.data.acquire.dataverse import fetch_file
 
     with pytest.raises(DownloadError, match="no MD5"):
         fetch_file("http://127.0.0.1:9", DataverseFile(7, "x.zip", 10, None), tmp_path)

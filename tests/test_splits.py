@@ -1,4 +1,4 @@
-"""Tests of patchlesion.splits on the real HAM10000 table (shipped CSV) and on a small synthetic table."""
+"""Tests of patchlesion.data.splits on the real HAM10000 table (shipped CSV) and on a small synthetic table."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from patchlesion.classes import CLASSES
-from patchlesion.errors import SplitError
-from patchlesion.splits import (
+from patchlesion.data.splits import (
     check_split,
     fold_parts,
     load_published_table,
@@ -19,6 +17,8 @@ from patchlesion.splits import (
     split_summary,
     stratified_split,
 )
+from patchlesion.errors import SplitError
+from patchlesion.method.classes import CLASSES
 
 N_HAM = 10015
 

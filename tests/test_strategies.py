@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from patchlesion.crops import crop_grid, random_resized_boxes, resize_boxes
 from patchlesion.errors import PatchlesionError
-from patchlesion.runs import RunSpec
-from patchlesion.strategies import STRATEGIES, get_strategy
+from patchlesion.method.crops import crop_grid, random_resized_boxes, resize_boxes
+from patchlesion.method.runs import RunSpec
+from patchlesion.method.strategies import STRATEGIES, get_strategy
 
 CROP = 16
 WIDTH, HEIGHT = 40, 30  # small stand-in for 600x450
@@ -235,7 +235,7 @@ def test_ordered_training_augments_whole_image_before_cropping():
 
 
 def test_ordered_training_equals_augment_then_grid_crops():
-    from patchlesion.augment import augment
+    from patchlesion.method.augment import augment
 
     images = _images(8)
     crops = get_strategy("ordered").training_input(images, _spec("ordered"), CROP, torch.Generator().manual_seed(3))

@@ -1,16 +1,13 @@
-"""Tests of the synthetic HAM10000 generator (patchlesion.synthetic)."""
+"""Tests of the synthetic HAM10000 generator (patchlesion.data.synthetic)."""
 
 from __future__ import annotations
-
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from patchlesion.classes import DX_TO_CLASS
-from patchlesion.synthetic import (
-    TEXTURE_AMPLITUDE,
+from patchlesion.data.synthetic import (
     IMAGES_DIRNAME,
     METADATA_COLUMNS,
     METADATA_FILENAME,
@@ -19,10 +16,12 @@ from patchlesion.synthetic import (
     REAL_IMAGES_PER_CLASS,
     REAL_LESIONS_PER_CLASS,
     SYNTHETIC_TEXTURES,
+    TEXTURE_AMPLITUDE,
     class_image_counts,
     make_synthetic_ham10000,
     texture_pattern,
 )
+from patchlesion.method.classes import DX_TO_CLASS
 
 N_SMALL = 120
 SIZE_SMALL = (96, 72)  # (width, height)

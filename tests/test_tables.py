@@ -1,4 +1,4 @@
-"""Tests for patchlesion.tables: fold summaries in the paper's layout, with the paper's numbers."""
+"""Tests for patchlesion.results.tables: fold summaries in the paper's layout, with the paper's numbers."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from patchlesion.classes import CLASSES
 from patchlesion.errors import PatchlesionError
-from patchlesion.tables import (
+from patchlesion.method.classes import CLASSES
+from patchlesion.results.tables import (
     PAPER_BACKBONE_NAMES,
     _design,
     _resample_weights,

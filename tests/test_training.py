@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from patchlesion.cli import main
-from patchlesion.classes import CLASSES
+from patchlesion.method.classes import CLASSES
 
 RUN = "tiny-multi_crop-nc9-mean-loss_weighting-k1"
 SETTINGS = ["--epochs", "2", "--batch-size", "8", "--learning-rate", "0.001", "--lr-halving-epochs", "2",

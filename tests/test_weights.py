@@ -10,9 +10,10 @@ import threading
 import pytest
 import torch
 
-from patchlesion import weights
+from patchlesion.data.acquire.weights import fetch_weights
 from patchlesion.errors import PatchlesionError
-from patchlesion.weights import WeightFile, fetch_weights, load_pretrained_state, weights_path
+from patchlesion.method import weights
+from patchlesion.method.weights import WeightFile, load_pretrained_state, weights_path
 
 PAYLOAD = b"x" * 1000
 

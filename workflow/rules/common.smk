@@ -10,8 +10,8 @@ import sys
 
 from snakemake.utils import update_config, validate
 
-from patchlesion.runs import RunSpec
-from patchlesion.weights import PRETRAINED
+from patchlesion.method.runs import RunSpec
+from patchlesion.method.weights import PRETRAINED
 
 SCHEMA = "../schemas/config.schema.yaml"
 

@@ -1,0 +1,6 @@
+"""Getting datasets and pretrained weights onto disk, verified: resumable HTTP downloads
+(:mod:`.download`), the Dataverse API (:mod:`.dataverse`), safe archive extraction
+(:mod:`.archives`), the HAM10000 and ISIC 2018 test-set recipes (:mod:`.datasets`) and the ImageNet
+weight files (:mod:`.weights`). The only part of the package that touches the network; it runs in
+download rules only, never in training jobs or tests.
+"""

@@ -1,0 +1,9 @@
+"""Running the method: training settings (:mod:`.settings`), the training loop (:mod:`.training`),
+training batches (:mod:`.batches`), device and precision choices (:mod:`.accel`), resumable
+checkpoints (:mod:`.checkpoint`), one GPU per job (:mod:`.gpulease`), inference
+(:mod:`.inference`), and the jobs built on it: test-part evaluation (:mod:`.evaluate`), the official
+test set (:mod:`.official_test`) and prediction on any images (:mod:`.predict`).
+
+May import: :mod:`patchlesion.method`, :mod:`patchlesion.data`, :mod:`patchlesion.results` and the
+shared modules; never ``cli``.
+"""

@@ -1,0 +1,135 @@
+"""Backbone registry (Sec. II-C): feature extractors shared by all crops, ending in global average pooling.
+
+Each entry builds a module mapping ``(B, 3, s, s)`` crops to ``(B, F)`` pooled features and reports
+F. The real backbones are truncated as in the authors' code (METHOD §4.1): InceptionV3 without
+AuxLogits and fc (2048 features; its ``transform_input`` is bypassed), DenseNet121's ``features``
+up to ``norm5`` *without* the final ReLU (1024), SE-ResNeXt50's layer0..layer4 (2048) with
+adaptive instead of fixed 7x7 pooling, so any crop size works. ``tiny`` is a 4-layer CNN for the
+demo and the tests.
+
+With ``pretrained=True`` the real backbones start from their ImageNet weights, read from the local
+cache (:mod:`patchlesion.method.weights`; never downloaded here, so training jobs need no network).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["BACKBONES", "Backbone", "build_backbone", "register_backbone"]
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A registry entry: how to build the feature extractor, its feature size and smallest crop."""
+
+    name: str
+    build: Callable[[bool], nn.Module]
+    n_features: int
+    min_crop_size: int
+
+
+BACKBONES: dict[str, Backbone] = {}
+
+
+def register_backbone(name: str, n_features: int, min_crop_size: int):
+    """Decorator adding a feature-extractor builder to :data:`BACKBONES` under ``name``."""
+
+    def decorator(build: Callable[[bool], nn.Module]) -> Callable[[bool], nn.Module]:
+        if "-" in name:
+            raise ValueError(f"backbone names may not contain '-' (run names use it): {name!r}")
+        BACKBONES[name] = Backbone(name, build, n_features, min_crop_size)
+        return build
+
+    return decorator
+
+
+def build_backbone(name: str, pretrained: bool = False) -> tuple[nn.Module, int]:
+    """Build backbone ``name`` (ImageNet weights from the local cache if ``pretrained`` and the
+    backbone has any): returns the feature extractor and its pooled feature size."""
+    try:
+        entry = BACKBONES[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}.") from None
+    return entry.build(pretrained), entry.n_features
+
+
+def _imagenet_state(name: str) -> dict:
+    from patchlesion.method.weights import load_pretrained_state
+
+    return load_pretrained_state(name)
+
+
+# torchvision's DenseNet checkpoints use the old key names 'norm.1', 'conv.2', ...; torchvision
+# renames them in densenet._load_state_dict with this pattern before loading.
+_DENSENET_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+def _densenet_keys(state: dict) -> dict:
+    renamed = {}
+    for key, value in state.items():
+        match = _DENSENET_OLD_KEY.match(key)
+        renamed[match.group(1) + match.group(2) if match else key] = value
+    return renamed
+
+
+class GlobalAveragePool(nn.Module):
+    """Spatial mean of a feature map: ``(B, F, h, w)`` -> ``(B, F)`` (GAP in the paper's Fig. 2)."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features.mean(dim=(-2, -1))
+
+
+@register_backbone("tiny", n_features=64, min_crop_size=16)
+def _tiny(pretrained: bool) -> nn.Module:  # no ImageNet weights: always random
+    def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+    # The first layer's 3x3 kernels see every full-resolution pixel (the stride only thins its
+    # outputs), so the fine texture that carries the class reaches it unblurred, at a quarter of the cost.
+    return nn.Sequential(
+        *block(3, 16, 2), *block(16, 32, 2), *block(32, 64, 2), *block(64, 64, 1), GlobalAveragePool()
+    )
+
+
+@register_backbone("densenet121", n_features=1024, min_crop_size=32)
+def _densenet121(pretrained: bool) -> nn.Module:
+    from torchvision.models import densenet121
+
+    net = densenet121(weights=None)
+    if pretrained:
+        net.load_state_dict(_densenet_keys(_imagenet_state("densenet121")))
+    # features ends with norm5; torchvision applies a ReLU after it, the authors' code does not.
+    return nn.Sequential(net.features, GlobalAveragePool())
+
+
+@register_backbone("inception_v3", n_features=2048, min_crop_size=75)
+def _inception_v3(pretrained: bool) -> nn.Module:
+    from torchvision.models import inception_v3
+
+    # The auxiliary head fails in training mode at 224 px inputs, so it is never part of the model;
+    # it is built only to load the checkpoint, which contains it. transform_input stays off (the
+    # authors call the submodules directly, bypassing it).
+    net = inception_v3(weights=None, aux_logits=pretrained, init_weights=False, transform_input=False)
+    if pretrained:
+        net.load_state_dict(_imagenet_state("inception_v3"))
+    layers = [
+        "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+        "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+        "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c",
+    ]  # fmt: skip
+    return nn.Sequential(*(getattr(net, name) for name in layers), GlobalAveragePool())
+
+
+@register_backbone("se_resnext50", n_features=2048, min_crop_size=32)
+def _se_resnext50(pretrained: bool) -> nn.Module:
+    import pretrainedmodels
+
+    net = pretrainedmodels.__dict__["se_resnext50_32x4d"](num_classes=1000, pretrained=None)
+    if pretrained:
+        net.load_state_dict(_imagenet_state("se_resnext50"))
+    return nn.Sequential(net.layer0, net.layer1, net.layer2, net.layer3, net.layer4, GlobalAveragePool())
