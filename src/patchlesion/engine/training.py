@@ -1,11 +1,16 @@
-"""Training and prediction (Sec. II-G; METHOD §6): Adam, step-wise halved learning rate, validation
-at epoch 1 and every few epochs, best model chosen by validation MC-sensitivity."""
+"""The training loop (Sec. II-G; METHOD §6): Adam, step-wise halved learning rate, validation at
+epoch 1 and every few epochs, best model chosen by validation MC-sensitivity.
+
+:func:`train_run` reads as its steps: set up the fold's data and model (:class:`_Fold`), resume from a
+checkpoint, train one epoch at a time (:func:`_train_epoch`), validate and keep the best weights
+(:func:`_validate`), and write the outputs (:func:`_write_outputs`)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
+from dataclasses import dataclass, field
 import time
 from pathlib import Path
 
@@ -42,6 +47,39 @@ def _lr_milestones(settings: TrainSettings) -> list[int]:
     return [e - 1 for e in settings.lr_halving_epochs]
 
 
+@dataclass
+class _Fold:
+    """Everything one fold's training works with, built once by :func:`_set_up`."""
+
+    spec: RunSpec
+    settings: TrainSettings
+    fold: int
+    out_dir: Path
+    device: torch.device
+    seed: int
+    generator: torch.Generator
+    train_ids: list[str]
+    val_labels: object  # numpy array of the validation labels
+    train_labels: torch.Tensor
+    val_images: object
+    model: torch.nn.Module
+    accel: Acceleration
+    forward: object
+    scaler: object
+    batches: TrainingInput
+    sampler: EpochSampler
+    criterion: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    stateful: dict
+    run_hash: str
+    started: float
+    history: list = field(default_factory=list)
+    best: float = -math.inf
+    best_model: dict | None = None
+    finished: int = 0
+
+
 def train_run(
     spec: RunSpec,
     settings: TrainSettings,
@@ -59,7 +97,36 @@ def train_run(
     With ``checkpoint``, the loop's whole state is saved there after every epoch, a rerun resumes
     from it (bit-identical to an uninterrupted run on the same device and thread count), and it is
     deleted once the outputs are written (see :mod:`patchlesion.engine.checkpoint`)."""
-    out_dir = Path(out_dir)
+    run = _set_up(spec, settings, index, split, fold, Path(out_dir), cache)
+    if checkpoint is not None:
+        _resume(run, checkpoint)
+    validate_at = set(settings.validation_epochs())
+    for epoch in range(run.finished + 1, settings.epochs + 1):
+        epoch_start = time.perf_counter()
+        row = _train_epoch(run, epoch)
+        message = f"epoch {epoch}/{settings.epochs} lr {row['learning_rate']:.3g} loss {row['train_loss']:.4f}"
+        if epoch in validate_at:
+            message += _validate(run, row)
+        row["seconds"] = time.perf_counter() - epoch_start
+        run.history.append(row)
+        log.info("%s %.1fs", message, row["seconds"])
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, training_state(
+                settings_hash=run.run_hash, epoch=epoch, stateful=run.stateful, generator=run.generator,
+                history=run.history, best=run.best, best_model=run.best_model,
+            ))  # fmt: skip
+            log.info("checkpoint after epoch %d written to %s", epoch, checkpoint)
+    history = _write_outputs(run)
+    if checkpoint is not None:  # every output is written: the state is no longer needed
+        remove_checkpoint(checkpoint)
+    return history
+
+
+def _set_up(
+    spec: RunSpec, settings: TrainSettings, index: pd.DataFrame, split: pd.DataFrame, fold: int, out_dir: Path,
+    cache: str | Path | None,
+) -> _Fold:  # fmt: skip
+    """The fold's images and labels, a freshly seeded model, its optimizer, schedule, sampler and loss."""
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(settings.device)
     seed = run_seed(settings.seed, fold)
@@ -75,7 +142,6 @@ def train_run(
     train_images = image_source(index, train_ids, settings.image_size, cache)
     val_images = image_source(index, val_ids, settings.image_size, cache)
     train_labels = torch.tensor(labels.loc[train_ids].to_numpy(), dtype=torch.long)
-    val_labels = labels.loc[val_ids].to_numpy()
     log.info("%s %d images in %.1f s", "mapped" if cache else "decoded", len(train_ids) + len(val_ids), time.perf_counter() - started)
 
     model = build_model(spec, len(CLASSES), pretrained=settings.pretrained).to(device)
@@ -90,9 +156,6 @@ def train_run(
     )  # fmt: skip
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=_lr_milestones(settings), gamma=0.5)
-    validate_at = set(settings.validation_epochs())
-
-    history, best, best_model, finished = [], -math.inf, None, 0
     # Everything with a state_dict() whose state carries over between epochs (add e.g. a GradScaler here).
     stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "sampler": sampler}
     if scaler is not None:  # fp16 loss scaling (CUDA without bf16): its scale carries over too
@@ -101,67 +164,72 @@ def train_run(
         run=spec.to_dict(), settings=settings.to_dict(), fold=fold, device=device.type, train_ids=train_ids,
         val_ids=val_ids, train_labels=train_labels.tolist(), stateful=sorted(stateful),
     )  # fmt: skip
-    state = load_checkpoint(checkpoint, run_hash) if checkpoint is not None else None
-    if state is not None:
-        finished, history, best, best_model = restore_training_state(state, stateful=stateful, generator=generator)
-        del state
-        if best_model is not None:  # Snakemake removed the outputs of the interrupted attempt
-            save_weights(best_model, out_dir / "model.pt")
-        log.info("resuming from checkpoint %s: epochs 1-%d done, continuing at epoch %d", checkpoint, finished, finished + 1)
-    for epoch in range(finished + 1, settings.epochs + 1):
-        epoch_start = time.perf_counter()
-        model.train()
-        learning_rate = optimizer.param_groups[0]["lr"]
-        order = sampler.epoch_order()  # positions into the training list (Sec. II-F sampling)
-        loss_sum, seen = 0.0, 0
-        # drop_last=False, as the authors' loader; crops (B, N, 3, s, s) on the device
-        for idx, crops in batches.iterate(order, settings.batch_size, generator):
-            target = train_labels[idx].to(device, non_blocking=True)
-            with accel.autocast():
-                loss = criterion(forward(crops), target, idx.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            accel.backward_step(loss, optimizer, scaler)
-            loss_sum += loss.item() * len(idx)
-            seen += len(idx)
-        scheduler.step()
-        row = {"epoch": epoch, "learning_rate": learning_rate, "train_loss": loss_sum / seen}
-        message = f"epoch {epoch}/{settings.epochs} lr {learning_rate:.3g} loss {row['train_loss']:.4f}"
-        if epoch in validate_at:
-            probabilities = predict_probabilities(model, val_images, spec, settings, device)
-            scores = classification_metrics(val_labels, probabilities.argmax(1), probabilities)
-            for key in ("mc_sensitivity", "mc_specificity", "f1", "accuracy"):
-                row[f"val_{key}"] = scores[key]
-            if scores["mc_sensitivity"] > best:  # first occurrence of the best value is kept
-                best = scores["mc_sensitivity"]
-                row["best"] = True
-                best_model = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
-                save_weights(best_model, out_dir / "model.pt")  # the copy the checkpoint keeps, too
-            message += f" val mc_sensitivity {scores['mc_sensitivity']:.3f} (best {best:.3f})"
-        row["seconds"] = time.perf_counter() - epoch_start
-        history.append(row)
-        log.info("%s %.1fs", message, row["seconds"])
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, training_state(
-                settings_hash=run_hash, epoch=epoch, stateful=stateful, generator=generator, history=history, best=best, best_model=best_model,
-            ))  # fmt: skip
-            log.info("checkpoint after epoch %d written to %s", epoch, checkpoint)
-    save_state(model, out_dir / "model_last.pt")
-    epoch_seconds = [row["seconds"] for row in history]
-    history = pd.DataFrame(history)
+    return _Fold(
+        spec=spec, settings=settings, fold=fold, out_dir=out_dir, device=device, seed=seed, generator=generator,
+        train_ids=train_ids, val_labels=labels.loc[val_ids].to_numpy(), train_labels=train_labels, val_images=val_images,
+        model=model, accel=accel, forward=forward, scaler=scaler, batches=batches, sampler=sampler, criterion=criterion,
+        optimizer=optimizer, scheduler=scheduler, stateful=stateful, run_hash=run_hash, started=started,
+    )  # fmt: skip
+
+
+def _resume(run: _Fold, checkpoint: str | Path) -> None:
+    """Continue from the checkpoint of an interrupted attempt with the same settings, if there is one."""
+    state = load_checkpoint(checkpoint, run.run_hash)
+    if state is None:
+        return
+    run.finished, run.history, run.best, run.best_model = restore_training_state(state, stateful=run.stateful, generator=run.generator)
+    del state
+    if run.best_model is not None:  # Snakemake removed the outputs of the interrupted attempt
+        save_weights(run.best_model, run.out_dir / "model.pt")
+    log.info("resuming from checkpoint %s: epochs 1-%d done, continuing at epoch %d", checkpoint, run.finished, run.finished + 1)
+
+
+def _train_epoch(run: _Fold, epoch: int) -> dict:
+    """One pass over the training list in the sampler's order; the history row of the epoch."""
+    run.model.train()
+    learning_rate = run.optimizer.param_groups[0]["lr"]
+    order = run.sampler.epoch_order()  # positions into the training list (Sec. II-F sampling)
+    loss_sum, seen = 0.0, 0
+    # drop_last=False, as the authors' loader; crops (B, N, 3, s, s) on the device
+    for idx, crops in run.batches.iterate(order, run.settings.batch_size, run.generator):
+        target = run.train_labels[idx].to(run.device, non_blocking=True)
+        with run.accel.autocast():
+            loss = run.criterion(run.forward(crops), target, idx.to(run.device))
+        run.optimizer.zero_grad(set_to_none=True)
+        run.accel.backward_step(loss, run.optimizer, run.scaler)
+        loss_sum += loss.item() * len(idx)
+        seen += len(idx)
+    run.scheduler.step()
+    return {"epoch": epoch, "learning_rate": learning_rate, "train_loss": loss_sum / seen}
+
+
+def _validate(run: _Fold, row: dict) -> str:
+    """Validation scores into ``row``; a new best score (its first occurrence) keeps the weights as
+    model.pt. Returns the log message's validation part."""
+    probabilities = predict_probabilities(run.model, run.val_images, run.spec, run.settings, run.device)
+    scores = classification_metrics(run.val_labels, probabilities.argmax(1), probabilities)
+    for key in ("mc_sensitivity", "mc_specificity", "f1", "accuracy"):
+        row[f"val_{key}"] = scores[key]
+    if scores["mc_sensitivity"] > run.best:  # first occurrence of the best value is kept
+        run.best = scores["mc_sensitivity"]
+        row["best"] = True
+        run.best_model = {key: value.detach().to("cpu", copy=True) for key, value in run.model.state_dict().items()}
+        save_weights(run.best_model, run.out_dir / "model.pt")  # the copy the checkpoint keeps, too
+    return f" val mc_sensitivity {scores['mc_sensitivity']:.3f} (best {run.best:.3f})"
+
+
+def _write_outputs(run: _Fold) -> pd.DataFrame:
+    """model_last.pt, history.csv and run.json (settings, seed, device, timings, provenance)."""
+    save_state(run.model, run.out_dir / "model_last.pt")
+    epoch_seconds = [row["seconds"] for row in run.history]
+    history = pd.DataFrame(run.history)
     history["best"] = history.get("best", pd.Series(dtype=bool)).fillna(False).astype(bool)
-    history.to_csv(out_dir / "history.csv", index=False)
-    (out_dir / "run.json").write_text(
-        json.dumps(
-            {"run": spec.name, "fold": fold, "spec": spec.to_dict(), "settings": settings.to_dict(),
-             "seed": seed, "settings_hash": run_hash, "device": str(device), "acceleration": accel.describe(),
-             "torch": torch.__version__, "wall_seconds": time.perf_counter() - started, "epoch_seconds": epoch_seconds,
-             "resumed_from_epoch": finished + 1 if finished else None, **provenance(device)},
-            indent=2,
-        )
-        + "\n"
-    )
-    if checkpoint is not None:  # every output is written: the state is no longer needed
-        remove_checkpoint(checkpoint)
+    history.to_csv(run.out_dir / "history.csv", index=False)
+    record = {
+        "run": run.spec.name, "fold": run.fold, "spec": run.spec.to_dict(), "settings": run.settings.to_dict(),
+        "seed": run.seed, "settings_hash": run.run_hash, "device": str(run.device), "acceleration": run.accel.describe(),
+        "torch": torch.__version__, "wall_seconds": time.perf_counter() - run.started, "epoch_seconds": epoch_seconds,
+        "resumed_from_epoch": run.finished + 1 if run.finished else None, **provenance(run.device),
+    }  # fmt: skip
+    (run.out_dir / "run.json").write_text(json.dumps(record, indent=2) + "\n")
     return history
-
-
