@@ -151,7 +151,7 @@ def test_pretrained_backbones_load_the_cached_imagenet_file(name, tmp_path, monk
     import pretrainedmodels
     from torchvision.models import densenet121, inception_v3
 
-    from patchlesion import weights
+    from patchlesion.method import weights
 
     torch.manual_seed(1)
     full = {

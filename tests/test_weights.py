@@ -10,6 +10,7 @@ import threading
 import pytest
 import torch
 
+from patchlesion.data.acquire import weights as fetching
 from patchlesion.data.acquire.weights import fetch_weights
 from patchlesion.errors import PatchlesionError
 from patchlesion.method import weights
@@ -63,7 +64,7 @@ def entry(server, monkeypatch):
     wf = WeightFile(url=f"{server.base}/{file}", file=file, hash_prefix=prefix)
     server.routes[f"/{file}"] = PAYLOAD
     monkeypatch.setitem(weights.PRETRAINED, "fake", wf)
-    monkeypatch.setattr(weights, "BACKOFF_BASE", 0.01)
+    monkeypatch.setattr(fetching, "BACKOFF_BASE", 0.01)
     monkeypatch.delenv("TORCH_HOME", raising=False)
     return wf
 
@@ -86,7 +87,7 @@ def test_good_file_is_placed_and_cached(entry, server, tmp_path):
     assert path.read_bytes() == PAYLOAD
     assert _leftovers(path) == [entry.file]  # no .partial left behind
     assert len(server.requests) == 1
-    assert server.requests[0][1] == f"patchlesion/{weights.__version__}"
+    assert server.requests[0][1] == f"patchlesion/{fetching.__version__}"
 
     assert fetch_weights("fake", home=tmp_path) == path
     assert len(server.requests) == 1  # served from the cache, no network
@@ -240,5 +241,5 @@ def test_torch_home_env_var(entry, server, tmp_path, monkeypatch):
 
 
 def test_main_fetch(entry, server, tmp_path, capsys):
-    weights.main_fetch(["fake"], home=tmp_path)
+    fetching.main_fetch(["fake"], home=tmp_path)
     assert str(weights_path("fake", tmp_path)) in capsys.readouterr().out

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from patchlesion.errors import DatasetError, PatchlesionError
+from patchlesion.errors import DatasetError
 
 __all__ = ["decode_file", "load_image", "load_images", "load_indexed"]
 
@@ -29,7 +29,7 @@ def decode_file(path: str | Path, size: tuple[int, int] | None = None) -> tuple[
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
-        raise PatchlesionError(f"{path}: image not found; rerun the index rule if the dataset moved.") from None
+        raise DatasetError(f"{path}: image not found; rerun the index rule if the dataset moved.") from None
     except OSError as error:
         raise DatasetError(f"{path}: cannot read the image ({error}); rerun the index rule if the dataset moved.") from error
     digest = hashlib.sha256(data).hexdigest()
