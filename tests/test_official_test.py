@@ -13,16 +13,16 @@ import sklearn.metrics
 from patchlesion.cli import main
 from patchlesion.data.synthetic import make_synthetic_ham10000
 from patchlesion.engine.inference import save_state
-from patchlesion.engine.official_test import (
+from patchlesion.method.classes import CLASSES
+from patchlesion.method.model import build_model
+from patchlesion.method.runs import RunSpec
+from patchlesion.results.leaderboard import (
     UNDECIDED,
     balanced_multiclass_accuracy,
     challenge_labels,
     score_predictions,
     summarise_official,
 )
-from patchlesion.method.classes import CLASSES
-from patchlesion.method.model import build_model
-from patchlesion.method.runs import RunSpec
 
 MEL, NV, BCC, DF = (CLASSES.index(c) for c in ("MEL", "NV", "BCC", "DF"))
 

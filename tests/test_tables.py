@@ -1,4 +1,5 @@
-"""Tests for patchlesion.results.tables: fold summaries in the paper's layout, with the paper's numbers."""
+"""Tests for patchlesion.results.tables and .bootstrap: fold summaries in the paper's layout, with the paper's numbers,
+and paired-bootstrap intervals."""
 
 from __future__ import annotations
 
@@ -12,14 +13,18 @@ from sklearn.metrics import balanced_accuracy_score
 
 from patchlesion.errors import PatchlesionError
 from patchlesion.method.classes import CLASSES
-from patchlesion.results.tables import (
-    PAPER_BACKBONE_NAMES,
+from patchlesion.results.bootstrap import (
     _design,
     _resample_weights,
     _weighted_mc_sensitivity,
     add_bootstrap_columns,
-    load_paper_tables,
     paired_bootstrap_ci,
+    reference_intervals,
+)
+from patchlesion.results.tables import (
+    PAPER_BACKBONE_NAMES,
+    best_run,
+    load_paper_tables,
     render_latex,
     render_markdown,
     summarise_folds,
@@ -526,3 +531,22 @@ def test_bootstrap_end_to_end_into_table(tmp_path) -> None:  # type: ignore[no-u
     assert f"{gru['ci_delta']:+.1f} [{ci['low']:+.1f}, {ci['high']:+.1f}]" in (tmp_path / "t.md").read_text()
     assert "ref." in (tmp_path / "t.tex").read_text()
 
+
+
+def test_reference_intervals_compare_each_row_with_its_backbones_reference() -> None:
+    reference, other = _random_runs(200, 2, seed=12)
+    predictions = {("densenet121", "Multi-Crop"): reference, ("densenet121", "GRU"): other}
+    cis = reference_intervals(predictions, "Multi-Crop", seed=3)
+    assert list(cis) == [("densenet121", "GRU")]
+    assert cis[("densenet121", "GRU")] == paired_bootstrap_ci(reference, other, seed=3)
+    with pytest.raises(PatchlesionError, match="table II: no run labelled 'Multi-Crop' for backbone tiny"):
+        reference_intervals({**predictions, ("tiny", "GRU"): other}, "Multi-Crop", table="II")
+
+
+def test_best_run_is_the_highest_fold_mean_mc_sensitivity_first_on_a_tie() -> None:
+    runs = {
+        "a": [{"mc_sensitivity": 0.5}, {"mc_sensitivity": 0.9}],  # mean 0.7
+        "b": [{"mc_sensitivity": 0.8}],  # 0.8
+        "c": [{"mc_sensitivity": 0.7}, {"mc_sensitivity": 0.9}],  # 0.8, seen after b
+    }
+    assert best_run(runs) == "b"

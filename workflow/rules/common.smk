@@ -102,6 +102,11 @@ def table_options(wildcards):
     return " ".join(options)
 
 
+def table_figures_options(wildcards):
+    """Command-line options of the table_figures rule: each run's paper row label (its figures have no reference row)."""
+    return " ".join(f"--label {name} {shlex.quote(label)}" for name, label in table_rows(wildcards.table))
+
+
 FIGURES = config.get("figures", {})
 
 

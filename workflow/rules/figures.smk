@@ -19,7 +19,7 @@ rule table_figures:
         ),
         curves_pdf="results/{dataset}/figures/table_{table}_curves.pdf",
     params:
-        options=table_options,
+        options=table_figures_options,
     log:
         "results/{dataset}/logs/table_{table}_figures.log",
     conda:

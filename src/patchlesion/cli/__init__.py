@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -154,66 +153,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_table(args: argparse.Namespace) -> None:
-    from patchlesion.method.runs import RunSpec
-    from patchlesion.results.tables import add_bootstrap_columns, paired_bootstrap_ci, summarise_folds, write_table
+    from patchlesion.results.tables import summarise_runs, write_table
 
-    labels = dict(args.label or [])
-    records, predictions = [], {}
-    for path, metrics in _read_metrics(args.metrics):
-        spec = RunSpec.from_name(metrics["run"])
-        row = labels.get(spec.name, spec.name)
-        records.append(
-            {"table": args.table, "backbone": spec.backbone, "row": row, "fold": metrics["fold"],
-             **{k: metrics[k] for k in ("mc_sensitivity", "mc_specificity", "f1")}}
-        )  # fmt: skip
-        predictions.setdefault((spec.backbone, row), []).append(_read_csv(str(path.with_name("predictions.csv")), "test predictions"))
-    table = summarise_folds(records)
-    if args.reference:
-        cis = {}
-        for (backbone, row), folds in predictions.items():
-            reference = predictions.get((backbone, args.reference))
-            if reference is None:
-                raise PatchlesionError(f"table {args.table}: no run labelled {args.reference!r} for backbone {backbone}; it is the reference row.")
-            if row != args.reference:
-                cis[(backbone, row)] = paired_bootstrap_ci(reference, folds, seed=args.seed)
-        table = add_bootstrap_columns(table, cis, args.reference)
+    table = summarise_runs(args.metrics, args.table, dict(args.label or []), reference=args.reference, seed=args.seed)
     write_table(table, args.csv, args.markdown, title=args.title or f"Table {args.table}", tex_path=args.latex)
     log.info("table %s with %d rows written to %s", args.table, len(table), ", ".join(p for p in (args.csv, args.markdown, args.latex) if p))
 
 
-def _read_metrics(paths: list[str]) -> list[tuple[Path, dict]]:
-    out = []
-    for path in paths:
-        try:
-            out.append((Path(path), json.loads(Path(path).read_text())))
-        except (OSError, json.JSONDecodeError) as error:
-            raise PatchlesionError(f"{path}: cannot read test metrics ({error}).") from error
-    return out
-
-
 def cmd_table_figures(args: argparse.Namespace) -> None:
-    import numpy as np
+    from patchlesion.results.figures import write_table_figures
 
-    from patchlesion.method.classes import CLASSES
-    from patchlesion.method.runs import RunSpec
-    from patchlesion.results.figures import confusion_matrix_figure, training_curves
-
-    labels = dict(args.label or [])
-    runs: dict[str, list[tuple[Path, dict]]] = {}
-    for path, metrics in _read_metrics(args.metrics):
-        runs.setdefault(metrics["run"], []).append((path, metrics))
-
-    def label(run: str) -> str:
-        return f"{RunSpec.from_name(run).backbone} · {labels.get(run, run)}"
-
-    best = max(runs, key=lambda run: np.mean([m["mc_sensitivity"] for _, m in runs[run]]))
-    confusion = np.sum([np.asarray(m["confusion_matrix"]) for _, m in runs[best]], axis=0)
-    confusion_matrix_figure(confusion, CLASSES, [args.confusion, str(Path(args.confusion).with_suffix(".pdf"))], f"Table {args.table}, best run: {label(best)} (folds summed)")
-    histories = {}
-    for run, folds in runs.items():
-        frames = [_read_csv(str(path.with_name("history.csv")), "training history") for path, _ in folds]
-        histories[label(run)] = pd.concat(frames).groupby("epoch", as_index=False).mean(numeric_only=True)
-    training_curves(histories, [args.curves, str(Path(args.curves).with_suffix(".pdf"))], f"Table {args.table}: training curves (mean over folds)")
+    best = write_table_figures(args.metrics, args.table, dict(args.label or []), args.confusion, args.curves)
     log.info("table %s figures written: best run %s", args.table, best)
 
 
@@ -240,17 +190,9 @@ def cmd_figure4(args: argparse.Namespace) -> None:
 
 
 def cmd_figure5(args: argparse.Namespace) -> None:
-    from patchlesion.method.runs import RunSpec
-    from patchlesion.results.figures import figure5
+    from patchlesion.results.figures import write_figure5
 
-    rows = []
-    for _, metrics in _read_metrics(args.metrics):
-        spec = RunSpec.from_name(metrics["run"])
-        rows.append({"backbone": spec.backbone, "n_crops": spec.n_crops, "p_d": spec.patch_dropout, "fold": metrics["fold"], "mc_sensitivity": 100 * metrics["mc_sensitivity"]})
-    points = pd.DataFrame(rows).groupby(["backbone", "n_crops", "p_d"], as_index=False)["mc_sensitivity"]
-    frame = points.agg(mean="mean", std=lambda v: v.std(ddof=0), n_folds="count")
-    frame.to_csv(args.csv, index=False, float_format="%.2f")
-    figure5(frame, [args.out, str(Path(args.out).with_suffix(".pdf"))], title=f"Patch dropout ({', '.join(frame['backbone'].unique())}, initial attention)", percent=True)
+    write_figure5(args.metrics, args.out, args.csv)
     log.info("figure 5 written to %s", args.out)
 
 
@@ -275,10 +217,9 @@ def cmd_official_test(args: argparse.Namespace) -> None:
 
 
 def cmd_official_table(args: argparse.Namespace) -> None:
-    from patchlesion.engine.official_test import summarise_official, write_official_table
+    from patchlesion.results.leaderboard import summarise_official_runs, write_official_table
 
-    heldout = [metrics for _, metrics in _read_metrics(args.heldout_metrics or [])]
-    table = summarise_official([metrics for _, metrics in _read_metrics(args.metrics)], dict(args.label or []), heldout)
+    table = summarise_official_runs(args.metrics, dict(args.label or []), args.heldout_metrics or [])
     write_official_table(table, args.csv, args.markdown, args.latex, args.title)
     log.info("official test set table with %d rows written to %s", len(table), args.markdown)
 
@@ -388,7 +329,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", nargs="+", required=True)
     p.add_argument("--label", nargs=2, action="append", metavar=("RUN", "ROW"))
     p.add_argument("--title", default=None)
-    p.add_argument("--reference", default=None, help="accepted for symmetry with `table`; unused")
     p.add_argument("--confusion", required=True, help="PNG path (a PDF is written beside it)")
     p.add_argument("--curves", required=True, help="PNG path (a PDF is written beside it)")
     p.set_defaults(func=cmd_table_figures)

@@ -5,7 +5,7 @@ writes ``figs/fig5.png`` and ``figs/fig5.pdf``; a trailing ``.png``/``.pdf`` is 
 or explicit paths (a list of ``.png``/``.pdf`` files). It returns the paths written. The drawing
 functions that work on a given Axes (:func:`attention_overlay`, :func:`plot_dropout_sensitivity`)
 are public too, so they can be composed and inspected. matplotlib runs on the Agg backend: nothing
-needs a display.
+needs a display. :func:`write_table_figures` and :func:`write_figure5` draw from the runs' files.
 """
 
 from __future__ import annotations
@@ -26,6 +26,14 @@ from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from patchlesion.method.classes import CLASSES  # noqa: E402
+from patchlesion.results.tables import (  # noqa: E402
+    best_run,
+    dropout_points,
+    mean_history,
+    read_csv_beside,
+    read_metrics,
+    run_label,
+)
 
 __all__ = [
     "attention_overlay",
@@ -276,3 +284,39 @@ def training_curves(histories: Mapping[str, pd.DataFrame], out_stem: OutPaths, t
     fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, out_stem)
+
+
+# --- from the runs' files -------------------------------------------------------------------------
+
+
+def write_table_figures(
+    metrics_paths: Sequence[str | Path], table: str, labels: Mapping[str, str] | None, confusion: str | Path, curves: str | Path
+) -> str:
+    """A table's diagnostic figures from its runs' fold metrics.json files; returns the best run.
+
+    ``confusion``: the confusion matrix of the best run (:func:`patchlesion.results.tables.best_run`),
+    its folds summed; ``curves``: every run's training history (history.csv beside each metrics.json)
+    averaged over its folds. Both are PNG paths; a PDF is written beside each.
+    """
+    runs: dict[str, list[tuple[Path, dict]]] = {}
+    for path, metrics in read_metrics(metrics_paths):
+        runs.setdefault(metrics["run"], []).append((path, metrics))
+    best = best_run({run: [m for _, m in folds] for run, folds in runs.items()})
+    matrix = np.sum([np.asarray(m["confusion_matrix"]) for _, m in runs[best]], axis=0)
+    confusion_matrix_figure(matrix, CLASSES, [str(confusion), str(Path(confusion).with_suffix(".pdf"))], f"Table {table}, best run: {run_label(best, labels)} (folds summed)")
+    histories = {
+        run_label(run, labels): mean_history([read_csv_beside(path, "history.csv", "training history") for path, _ in folds])
+        for run, folds in runs.items()
+    }
+    training_curves(histories, [str(curves), str(Path(curves).with_suffix(".pdf"))], f"Table {table}: training curves (mean over folds)")
+    return best
+
+
+def write_figure5(metrics_paths: Sequence[str | Path], out: str | Path, csv_path: str | Path) -> pd.DataFrame:
+    """Fig. 5 from the patch dropout runs' fold metrics.json files: the plotted numbers
+    (:func:`patchlesion.results.tables.dropout_points`, two decimals) to ``csv_path`` and the figure to ``out``
+    (PNG; a PDF beside it). Returns the points."""
+    frame = dropout_points(metrics for _, metrics in read_metrics(metrics_paths))
+    frame.to_csv(csv_path, index=False, float_format="%.2f")
+    figure5(frame, [str(out), str(Path(out).with_suffix(".pdf"))], title=f"Patch dropout ({', '.join(frame['backbone'].unique())}, initial attention)", percent=True)
+    return frame

@@ -107,6 +107,37 @@ def paper_f1(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndar
         return float(f1_score(np.asarray(y_pred), np.asarray(y_true), average="weighted", zero_division=0))
 
 
+def _checked_inputs(
+    y_true: Sequence[int] | np.ndarray,
+    y_pred: Sequence[int] | np.ndarray,
+    probabilities: Sequence[Sequence[float]] | np.ndarray | None,
+    class_names: Sequence[str],
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray | None]:
+    """Class names, true and predicted labels and probabilities of :func:`classification_metrics`, checked."""
+    names = [str(n) for n in class_names]
+    n_classes = len(names)
+    if n_classes < 2:
+        raise PatchlesionError(f"need at least two class names, got {names!r}")
+    yt = _as_labels(y_true, "y_true", n_classes)
+    yp = _as_labels(y_pred, "y_pred", n_classes)
+    if yt.shape != yp.shape:
+        raise PatchlesionError(f"y_true has {yt.size} labels but y_pred has {yp.size}; they must match")
+    if yt.size == 0:
+        raise PatchlesionError("cannot compute metrics on zero images (y_true is empty)")
+
+    probs: np.ndarray | None = None
+    if probabilities is not None:
+        probs = np.asarray(probabilities, dtype=np.float64)
+        if probs.shape != (yt.size, n_classes):
+            raise PatchlesionError(
+                f"probabilities must have shape ({yt.size}, {n_classes}) (images x classes), got {probs.shape}"
+            )
+        if not np.all(np.isfinite(probs)):
+            raise PatchlesionError("probabilities contain NaN or infinite values")
+
+    return names, yt, yp, probs
+
+
 def classification_metrics(
     y_true: Sequence[int] | np.ndarray,
     y_pred: Sequence[int] | np.ndarray,
@@ -140,27 +171,8 @@ def classification_metrics(
       classes in ``class_names`` order.
     * ``n_images`` and ``class_names``.
     """
-    names = [str(n) for n in class_names]
+    names, yt, yp, probs = _checked_inputs(y_true, y_pred, probabilities, class_names)
     n_classes = len(names)
-    if n_classes < 2:
-        raise PatchlesionError(f"need at least two class names, got {names!r}")
-    yt = _as_labels(y_true, "y_true", n_classes)
-    yp = _as_labels(y_pred, "y_pred", n_classes)
-    if yt.shape != yp.shape:
-        raise PatchlesionError(f"y_true has {yt.size} labels but y_pred has {yp.size}; they must match")
-    if yt.size == 0:
-        raise PatchlesionError("cannot compute metrics on zero images (y_true is empty)")
-
-    probs: np.ndarray | None = None
-    if probabilities is not None:
-        probs = np.asarray(probabilities, dtype=np.float64)
-        if probs.shape != (yt.size, n_classes):
-            raise PatchlesionError(
-                f"probabilities must have shape ({yt.size}, {n_classes}) (images x classes), got {probs.shape}"
-            )
-        if not np.all(np.isfinite(probs)):
-            raise PatchlesionError("probabilities contain NaN or infinite values")
-
     labels = list(range(n_classes))
     present = [c for c in labels if np.any(yt == c)]
     seen = sorted(set(yt.tolist()) | set(yp.tolist()))
