@@ -181,6 +181,10 @@ def download(
     size mismatch (the download is discarded; a resumed one is fetched once more from scratch, since
     an old ``.partial`` may have been the bad part), and when all attempts failed (the ``.partial``
     is kept so that the next run resumes it).
+
+    (Longer than our usual functions on purpose: one retry loop whose state -- the attempt, the last
+    error, whether the one fresh retry after a resumed transfer was used -- every branch reads and
+    changes; split up, that state would travel through several functions.)
     """
     target = Path(target)
     suffix = f" {manual}" if manual else ""
