@@ -47,7 +47,7 @@ def test_bf16_autocast_and_channels_last_train_on_the_cpu(tmp_path):
     assert main(["index", "--data-dir", str(root / "data"), "--out", str(root / "index.csv")]) == 0
     assert main(["split", "--index", str(root / "index.csv"), "--out", str(root / "split.csv")]) == 0
     args = ["train", "--index", str(root / "index.csv"), "--split", str(root / "split.csv"), "--fold", "1",
-            "--run", "tiny-ordered-nc4-mean-loss_weighting-k1-attinitial-pd0.1", "--out-dir", str(root / "run"),
+            "--run", "tiny-ordered-nc4-mean-loss_weighting-k1-att_initial-pd0.1", "--out-dir", str(root / "run"),
             "--epochs", "1", "--batch-size", "8", "--image-size", "48", "40", "--crop-size", "24", "--device", "cpu",
             "--threads", "1", "--amp", "true", "--channels-last", "true"]  # fmt: skip
     assert main(args) == 0

@@ -169,7 +169,7 @@ def test_training_from_the_cache_equals_training_from_decoded_images(dataset, tm
     cache = tmp_path / "cache"
     assert main(["prepare", "--index", str(dataset / "index.csv"), "--image-size", "64", "48", "--out", str(cache)]) == 0
     common = ["train", "--index", str(dataset / "index.csv"), "--split", str(dataset / "split.csv"), "--fold", "1",
-              "--run", "tiny-ordered-nc4-mean-loss_weighting-k1-attinitial-pd0.2", "--epochs", "2", "--batch-size", "6",
+              "--run", "tiny-ordered-nc4-mean-loss_weighting-k1-att_initial-pd0.2", "--epochs", "2", "--batch-size", "6",
               "--validation-every", "1", "--lr-halving-epochs", "2", "--image-size", "64", "48", "--crop-size", "24",
               "--learning-rate", "0.003", "--device", "cpu", "--threads", "1"]  # fmt: skip
     assert main(common + ["--out-dir", str(tmp_path / "decoded")]) == 0
@@ -180,7 +180,7 @@ def test_training_from_the_cache_equals_training_from_decoded_images(dataset, tm
     assert run["acceleration"] == {"precision": "float32", "channels_last": False, "compile": False}
     metrics = tmp_path / "m.json"
     evaluate = ["evaluate", "--index", str(dataset / "index.csv"), "--split", str(dataset / "split.csv"), "--fold", "1",
-                "--run", "tiny-ordered-nc4-mean-loss_weighting-k1-attinitial-pd0.2", "--model", str(tmp_path / "cached" / "model.pt"),
+                "--run", "tiny-ordered-nc4-mean-loss_weighting-k1-att_initial-pd0.2", "--model", str(tmp_path / "cached" / "model.pt"),
                 "--predictions", str(tmp_path / "p.csv"), "--metrics", str(metrics), "--image-size", "64", "48",
                 "--crop-size", "24", "--device", "cpu"]  # fmt: skip
     assert main(evaluate + ["--cache", str(cache)]) == 0

@@ -33,9 +33,48 @@ def test_run_name_round_trip_and_readability():
 
 
 @pytest.mark.parametrize(
+    ("fields", "name"),
+    [
+        ({"strategy": "ordered", "attention": "end", "patch_dropout": 0.1},
+         "tiny-ordered-nc9-mean-loss_weighting-k1-att_end-pd0.1"),
+        ({"strategy": "ordered", "n_crops": 5, "aggregation": "gru", "balancing": "none", "attention": "dual"},
+         "tiny-ordered-nc5-gru-none-att_dual"),
+        ({"strategy": "ordered", "attention": "initial", "normalisation": "imagenet"},
+         "tiny-ordered-nc9-mean-loss_weighting-k1-att_initial-norm_imagenet"),
+        ({"balancing": "diagnosis_weighting", "diagnosis_scope": "nevus"},
+         "tiny-multi_crop-nc9-mean-diagnosis_weighting-k1-scope_nevus"),
+        ({"balancing": "diagnosis_weighting", "k": 0.5, "diagnosis_scope": "all"},
+         "tiny-multi_crop-nc9-mean-diagnosis_weighting-k0.5-scope_all"),
+        ({"balancing": "diagnosis_weighting"}, "tiny-multi_crop-nc9-mean-diagnosis_weighting-k1-scope_benign"),
+        ({"strategy": "single_crop", "n_crops": 1, "centre_crop": "paper"}, "tiny-single_crop-nc1-mean-loss_weighting-k1-cc_paper"),
+    ],
+)  # fmt: skip
+def test_word_tags_are_joined_with_underscore_and_round_trip(fields, name):
+    spec = RunSpec("tiny", **fields)
+    assert spec.name == name
+    assert RunSpec.from_name(name) == spec
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("tiny-ordered-nc9-mean-loss_weighting-k1-attend-pd0.1", "tiny-ordered-nc9-mean-loss_weighting-k1-att_end-pd0.1"),
+        ("tiny-ordered-nc9-mean-loss_weighting-k1-attinitial", "tiny-ordered-nc9-mean-loss_weighting-k1-att_initial"),
+        ("tiny-multi_crop-nc9-mean-diagnosis_weighting-k1-scopeall", "tiny-multi_crop-nc9-mean-diagnosis_weighting-k1-scope_all"),
+        ("tiny-single_crop-nc1-mean-none-ccpaper-normimagenet", "tiny-single_crop-nc1-mean-none-cc_paper-norm_imagenet"),
+    ],
+)  # fmt: skip
+def test_old_spelling_of_word_tags_is_rejected_with_the_new_one(old, new):
+    with pytest.raises(PatchlesionError, match=f"write it as '{new}'"):
+        RunSpec.from_name(old)
+
+
+@pytest.mark.parametrize(
     "name",
     ["densenet121", "densenet121-multi_crop-9-mean-loss_weighting", "tiny-multi_crop-nc9-mean-bogus",
-     "tiny-multi_crop-nc9-mean-loss_weighting-k1.0", "tiny-multi_crop-nc9-mean-loss_weighting-x1"],
+     "tiny-multi_crop-nc9-mean-loss_weighting-k1.0", "tiny-multi_crop-nc9-mean-loss_weighting-x1",
+     "tiny-ordered-nc9-mean-loss_weighting-k1-att_middle", "tiny-ordered-nc9-mean-loss_weighting-k1-pd_0.1",
+     "tiny-ordered-nc9-mean-loss_weighting-k1-pd0.1-att_end"],
 )  # fmt: skip
 def test_bad_run_names_are_rejected(name):
     with pytest.raises(PatchlesionError):

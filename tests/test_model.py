@@ -8,12 +8,19 @@ import pytest
 import torch
 
 from patchlesion.errors import PatchlesionError
-from patchlesion.method.aggregation import AGGREGATIONS, GRUHead, PatchAttention
+from patchlesion.method.aggregation import AGGREGATIONS
+from patchlesion.method.aggregation import ATTENTIONS as ATTENTION_REGISTRY
+from patchlesion.method.heads import GRUHead, PatchAttention
 from patchlesion.method.model import PatchLesionModel, build_model
 from patchlesion.method.runs import RunSpec
 
 ATTENTIONS = ("none", "initial", "end", "dual")
 PRESENT = {"none": set(), "initial": {"initial"}, "end": {"end"}, "dual": {"initial", "end"}}
+
+
+def test_attention_places_say_where_blocks_go():
+    assert ATTENTION_REGISTRY.names() == list(ATTENTIONS)
+    assert {name: set(place.blocks) for name, place in ATTENTION_REGISTRY.items()} == PRESENT
 
 
 def _sigmoid(x: float) -> float:

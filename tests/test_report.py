@@ -56,7 +56,7 @@ def _metrics(path, run, fold, sensitivity):
 def test_figure5_points_are_mean_and_population_std_over_folds(tmp_path):
     files = []
     for pd_value, values in (("0", (0.5, 0.6, 0.7)), ("0.3", (0.8, 0.8, 0.8))):
-        run = "tiny-ordered-nc9-mean-loss_weighting-k1-attinitial" + ("" if pd_value == "0" else f"-pd{pd_value}")
+        run = "tiny-ordered-nc9-mean-loss_weighting-k1-att_initial" + ("" if pd_value == "0" else f"-pd{pd_value}")
         for fold, value in enumerate(values, start=1):
             files.append(str(_metrics(tmp_path / run / f"fold{fold}", run, fold, value)))
     out = tmp_path / "fig" / "figure5.png"

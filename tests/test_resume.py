@@ -22,7 +22,7 @@ from patchlesion.method.balancing import EpochSampler
 SRC = Path(__file__).resolve().parents[1] / "src"
 # Attention, patch dropout and balanced batches: every random source of the loop (global torch RNG,
 # the run's generator, the sampler's class pointer) matters for the result.
-RUN = "tiny-ordered-nc4-gru-balanced_batches-attinitial-pd0.5"
+RUN = "tiny-ordered-nc4-gru-balanced_batches-att_initial-pd0.5"
 EPOCHS = 6
 SETTINGS = ["--epochs", str(EPOCHS), "--batch-size", "7", "--learning-rate", "0.003", "--lr-halving-epochs", "3", "5",
             "--validation-every", "2", "--image-size", "64", "48", "--crop-size", "24",

@@ -55,7 +55,7 @@ def test_derm7pt_dir_adds_table_iv_with_one_last_model_per_row(tmp_path):
     assert _job_count(stats, "train") == 216 + 9 and _job_count(stats, "evaluate") == 216 + 9
     assert _job_count(stats, "convert_derm7pt") == _job_count(stats, "derm7pt_split") == 1
     assert _job_count(stats, "table") == 5 and _job_count(stats, "table_figures") == 5
-    assert "results/derm7pt/runs/densenet121-ordered-nc9-mean-loss_weighting-k1-attinitial-pd0.2/fold1/model_last.pt" in stats
+    assert "results/derm7pt/runs/densenet121-ordered-nc9-mean-loss_weighting-k1-att_initial-pd0.2/fold1/model_last.pt" in stats
     assert "results/derm7pt/runs/densenet121-multi_crop-nc9-mean-loss_weighting-k1/fold2" not in stats
     assert "--model results/derm7pt/runs/densenet121-multi_crop-nc9-mean-loss_weighting-k1/fold1/model_last.pt" in stats
     assert "--table-dataset IV derm7pt" in stats
@@ -134,7 +134,7 @@ def test_workflow_end_to_end_on_tiny_synthetic_data(tmp_path):
     assert sorted(split["part"].unique()) == [0, 1, 2, 3]
     runs = sorted(p.name for p in (results / "runs").iterdir())
     assert len(runs) == 21  # 19 distinct table rows + 2 more points (p_d = 0) of the demo's Fig. 5
-    run = results / "runs" / "tiny-ordered-nc9-mean-loss_weighting-k1-attinitial-pd0.1"
+    run = results / "runs" / "tiny-ordered-nc9-mean-loss_weighting-k1-att_initial-pd0.1"
     for fold in (1, 2):
         metrics = json.loads((run / f"fold{fold}" / "metrics.json").read_text())
         assert metrics["n_images"] == (split["part"] == 0).sum()

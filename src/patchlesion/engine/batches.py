@@ -150,7 +150,7 @@ class TrainingInput:
         # Ordered-Crop on the CPU can spread the samples of a batch over forked processes (no GIL);
         # the random draws stay in this process, so the batch equals the in-process one.
         self._processes = None
-        self._process_count = processes if self.device.type == "cpu" and self.resident is not None and isinstance(strategy, OrderedCrop) else 0
+        self._process_count = processes if self.device.type == "cpu" and self.resident is not None and strategy.per_sample_draws else 0
 
     def close(self) -> None:
         """Stop the sample processes, if any; later batches are made in this process."""

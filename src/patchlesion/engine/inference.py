@@ -35,10 +35,7 @@ def predict_probabilities(
         batch = images[start : start + per_batch].to(device)
         crops = accel.input(strategy.evaluation_input(batch, spec, settings.crop_size))  # (B, N, 3, s, s)
         with accel.autocast():
-            if strategy.combine == "softmax_mean":
-                probabilities = model.crop_logits(crops).float().softmax(dim=-1).mean(dim=1)
-            else:
-                probabilities = model(crops).float().softmax(dim=-1)
+            probabilities = strategy.probabilities(model, crops)  # (B, C)
         out.append(probabilities.float().cpu())
     return torch.cat(out).numpy()
 

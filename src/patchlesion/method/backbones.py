@@ -1,7 +1,7 @@
 """Backbone registry (Sec. II-C): feature extractors shared by all crops, ending in global average pooling.
 
 Each entry builds a module mapping ``(B, 3, s, s)`` crops to ``(B, F)`` pooled features and reports
-F. The real backbones are truncated as in the authors' code (METHOD §4.1): InceptionV3 without
+F. The real backbones are truncated as in the authors' code (docs/method.md §4.1): InceptionV3 without
 AuxLogits and fc (2048 features; its ``transform_input`` is bypassed), DenseNet121's ``features``
 up to ``norm5`` *without* the final ReLU (1024), SE-ResNeXt50's layer0..layer4 (2048) with
 adaptive instead of fixed 7x7 pooling, so any crop size works. ``tiny`` is a 4-layer CNN for the
@@ -9,6 +9,7 @@ demo and the tests.
 
 With ``pretrained=True`` the real backbones start from their ImageNet weights, read from the local
 cache (:mod:`patchlesion.method.weights`; never downloaded here, so training jobs need no network).
+A new backbone is one builder function ``(pretrained) -> nn.Module`` under ``@BACKBONES.register``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["BACKBONES", "Backbone", "build_backbone", "register_backbone"]
+from patchlesion.method.registry import Registry
+
+__all__ = ["BACKBONES", "Backbone", "build_backbone"]
 
 
 @dataclass(frozen=True)
@@ -33,28 +36,15 @@ class Backbone:
     min_crop_size: int
 
 
-BACKBONES: dict[str, Backbone] = {}
-
-
-def register_backbone(name: str, n_features: int, min_crop_size: int):
-    """Decorator adding a feature-extractor builder to :data:`BACKBONES` under ``name``."""
-
-    def decorator(build: Callable[[bool], nn.Module]) -> Callable[[bool], nn.Module]:
-        if "-" in name:
-            raise ValueError(f"backbone names may not contain '-' (run names use it): {name!r}")
-        BACKBONES[name] = Backbone(name, build, n_features, min_crop_size)
-        return build
-
-    return decorator
+#: Feature extractors by name; ``@BACKBONES.register(name, n_features=F, min_crop_size=s)`` above a
+#: builder ``(pretrained) -> nn.Module`` adds one.
+BACKBONES: Registry[Backbone] = Registry("backbone", make=Backbone)
 
 
 def build_backbone(name: str, pretrained: bool = False) -> tuple[nn.Module, int]:
     """Build backbone ``name`` (ImageNet weights from the local cache if ``pretrained`` and the
     backbone has any): returns the feature extractor and its pooled feature size."""
-    try:
-        entry = BACKBONES[name]
-    except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}.") from None
+    entry = BACKBONES[name]
     return entry.build(pretrained), entry.n_features
 
 
@@ -84,7 +74,7 @@ class GlobalAveragePool(nn.Module):
         return features.mean(dim=(-2, -1))
 
 
-@register_backbone("tiny", n_features=64, min_crop_size=16)
+@BACKBONES.register("tiny", n_features=64, min_crop_size=16)
 def _tiny(pretrained: bool) -> nn.Module:  # no ImageNet weights: always random
     def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
         return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
@@ -96,7 +86,7 @@ def _tiny(pretrained: bool) -> nn.Module:  # no ImageNet weights: always random
     )
 
 
-@register_backbone("densenet121", n_features=1024, min_crop_size=32)
+@BACKBONES.register("densenet121", n_features=1024, min_crop_size=32)
 def _densenet121(pretrained: bool) -> nn.Module:
     from torchvision.models import densenet121
 
@@ -107,7 +97,7 @@ def _densenet121(pretrained: bool) -> nn.Module:
     return nn.Sequential(net.features, GlobalAveragePool())
 
 
-@register_backbone("inception_v3", n_features=2048, min_crop_size=75)
+@BACKBONES.register("inception_v3", n_features=2048, min_crop_size=75)
 def _inception_v3(pretrained: bool) -> nn.Module:
     from torchvision.models import inception_v3
 
@@ -125,7 +115,7 @@ def _inception_v3(pretrained: bool) -> nn.Module:
     return nn.Sequential(*(getattr(net, name) for name in layers), GlobalAveragePool())
 
 
-@register_backbone("se_resnext50", n_features=2048, min_crop_size=32)
+@BACKBONES.register("se_resnext50", n_features=2048, min_crop_size=32)
 def _se_resnext50(pretrained: bool) -> nn.Module:
     import pretrainedmodels
 

@@ -6,29 +6,23 @@ import torch
 from torch import nn
 
 from patchlesion.errors import PatchlesionError
-from patchlesion.method.aggregation import AGGREGATIONS, PatchAttention, build_head
+from patchlesion.method.aggregation import AGGREGATIONS, ATTENTIONS, build_head
 from patchlesion.method.backbones import build_backbone
-from patchlesion.method.runs import RunSpec
+from patchlesion.method.heads import PatchAttention
+from patchlesion.method.runs import NORMALISATIONS, RunSpec
 
 __all__ = ["PatchLesionModel", "build_model"]
-
-
-#: Per-channel ImageNet statistics for ``normalisation="imagenet"``.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-ATTENTION_PLACES = {"none": (), "initial": ("initial",), "end": ("end",), "dual": ("initial", "end")}
-NORMALISATIONS = ("none", "imagenet")
 
 
 class PatchLesionModel(nn.Module):
     """Patch model (Sec. II-E, Fig. 2): shared backbone on every crop, optional patch attention, aggregation head.
 
-    ``attention`` places the patch-attention block (Fig. 3) on the input crops (``initial``), on the
-    pooled crop features (``end``), on both (``dual``) or nowhere (``none``); each place has its own
-    block. ``normalisation`` ``imagenet`` standardises the [0, 1] input per channel with the ImageNet
-    mean and std before anything else; ``none`` keeps raw [0, 1] input, as the authors' code
-    (METHOD §1.3). ``pretrained`` loads the backbone's cached ImageNet weights.
+    ``attention`` (:data:`~patchlesion.method.aggregation.ATTENTIONS`) places the patch-attention
+    block (Fig. 3) on the input crops (``initial``), on the pooled crop features (``end``), on both
+    (``dual``) or nowhere (``none``); each place has its own block. ``normalisation``
+    (:data:`~patchlesion.method.runs.NORMALISATIONS`) ``imagenet`` standardises the [0, 1] input per
+    channel with the ImageNet mean and std before anything else; ``none`` keeps raw [0, 1] input, as
+    the authors' code (docs/method.md §1.3). ``pretrained`` loads the backbone's cached ImageNet weights.
     """
 
     def __init__(
@@ -42,27 +36,24 @@ class PatchLesionModel(nn.Module):
         pretrained: bool = False,
     ):
         super().__init__()
-        if attention not in ATTENTION_PLACES:
-            raise ValueError(f"unknown attention {attention!r}; choose one of {', '.join(ATTENTION_PLACES)}.")
-        if normalisation not in NORMALISATIONS:
-            raise ValueError(f"unknown normalisation {normalisation!r}; choose one of {', '.join(NORMALISATIONS)}.")
+        place, statistics = ATTENTIONS[attention], NORMALISATIONS[normalisation]
         self.aggregation = aggregation
         self.attention = attention
         self.normalisation = normalisation
         self.n_crops = n_crops
-        places = ATTENTION_PLACES[attention]
-        self.initial_attention = PatchAttention(n_crops) if "initial" in places else None
+        self.initial_attention = PatchAttention(n_crops) if place.initial else None
         self.backbone, n_features = build_backbone(backbone, pretrained=pretrained)
-        self.end_attention = PatchAttention(n_crops) if "end" in places else None
+        self.end_attention = PatchAttention(n_crops) if place.end else None
         self.head = build_head(aggregation, n_features, n_classes, n_crops)
-        # Not persistent: constants, so checkpoints do not depend on the normalisation choice.
-        self.register_buffer("input_mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1), persistent=False)
-        self.register_buffer("input_std", torch.tensor(IMAGENET_STD).view(3, 1, 1), persistent=False)
+        # Not persistent: constants, so checkpoints do not depend on the normalisation choice (None,
+        # no buffer, for raw input).
+        for buffer, values in (("input_mean", statistics.mean), ("input_std", statistics.std)):
+            self.register_buffer(buffer, None if values is None else torch.tensor(values).view(3, 1, 1), persistent=False)
 
     def _encode(self, crops: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Normalisation, initial attention, backbone, end attention: ``(B, N, 3, s, s)`` -> ``(B, N, F)``."""
         weights: dict[str, torch.Tensor] = {}
-        if self.normalisation == "imagenet":
+        if self.input_mean is not None:
             crops = (crops - self.input_mean) / self.input_std  # (B, N, 3, s, s), per channel
         if self.initial_attention is not None:
             crops, weights["initial"] = self.initial_attention(crops)  # weights (B, N)
@@ -95,7 +86,7 @@ class PatchLesionModel(nn.Module):
         Only for the mean head without attention: attention couples the crops, and the GRU head has
         no per-crop output.
         """
-        if not AGGREGATIONS[self.aggregation].per_crop or self.attention != "none":
+        if not AGGREGATIONS[self.aggregation].per_crop or ATTENTIONS[self.attention].blocks:
             raise PatchlesionError(
                 f"per-crop logits (Multi-Crop softmax averaging) need a per-crop aggregation without patch "
                 f"attention; this model has aggregation {self.aggregation!r} and attention {self.attention!r}. "

@@ -2,7 +2,10 @@
 
 Its canonical name is readable, derived from the fields, and parses back to the same run, so the
 name is the results directory and the only thing a training job needs to be told:
-``densenet121-multi_crop-nc9-mean-loss_weighting-k1``.
+``densenet121-multi_crop-nc9-mean-loss_weighting-k1``, or with attention at the model input and
+patch dropout ``densenet121-ordered-nc9-mean-loss_weighting-k1-att_initial-pd0.1``.
+
+Everything here is importable without torch, so that the workflow can plan runs cheaply.
 """
 
 from __future__ import annotations
@@ -10,9 +13,30 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from patchlesion.errors import PatchlesionError
-from patchlesion.method.balancing import BALANCINGS
+from patchlesion.method.aggregation import AGGREGATIONS, ATTENTIONS
+from patchlesion.method.balancing import BALANCINGS, DIAGNOSIS_SCOPE_CLASSES
+from patchlesion.method.registry import Registry, unknown_choice
 
-__all__ = ["RunSpec"]
+__all__ = ["CENTRE_CROPS", "NORMALISATIONS", "Normalisation", "RunSpec"]
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """A registry entry: per-channel ``mean`` and ``std`` the [0, 1] input is standardised with, or
+    None for raw [0, 1] input, as the authors' code (docs/method.md §1.3)."""
+
+    name: str
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+
+#: Input normalisations by name, as a run's ``normalisation`` names them.
+NORMALISATIONS: Registry[Normalisation] = Registry("normalisation")
+NORMALISATIONS.register("none", Normalisation("none"))
+NORMALISATIONS.register("imagenet", Normalisation("imagenet", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)))
+
+#: Single-Crop's evaluation crop: ``code`` as the released code, ``paper`` as the paper's text.
+CENTRE_CROPS = ("code", "paper")
 
 
 @dataclass(frozen=True)
@@ -40,13 +64,16 @@ class RunSpec:
     normalisation: str = "none"
 
     def __post_init__(self) -> None:
-        # Only the torch-free balancing registry is checked here, so that the workflow can plan runs
-        # without importing torch; check_registries() checks the others before a model is built.
-        _check_choice("balancing", self.balancing, BALANCINGS)
-        _check_choice("attention", self.attention, dict.fromkeys(ATTENTIONS))
-        _check_choice("diagnosis_scope", self.diagnosis_scope, dict.fromkeys(DIAGNOSIS_SCOPES))
-        _check_choice("centre_crop", self.centre_crop, dict.fromkeys(CENTRE_CROPS))
-        _check_choice("normalisation", self.normalisation, dict.fromkeys(NORMALISATIONS))
+        # Only torch-free registries are checked here, so that the workflow can plan runs without
+        # importing torch; check_registries() checks the others before a model is built.
+        AGGREGATIONS.check(self.aggregation)
+        BALANCINGS.check(self.balancing)
+        ATTENTIONS.check(self.attention)
+        NORMALISATIONS.check(self.normalisation)
+        if self.diagnosis_scope not in DIAGNOSIS_SCOPE_CLASSES:
+            raise unknown_choice("diagnosis scope", self.diagnosis_scope, DIAGNOSIS_SCOPE_CLASSES)
+        if self.centre_crop not in CENTRE_CROPS:
+            raise unknown_choice("centre crop", self.centre_crop, CENTRE_CROPS)
         for field in ("backbone", "strategy", "aggregation"):
             if not getattr(self, field) or "-" in getattr(self, field):
                 raise PatchlesionError(f"run {field} {getattr(self, field)!r} must be a non-empty name without '-'.")
@@ -62,53 +89,48 @@ class RunSpec:
     @property
     def name(self) -> str:
         """Canonical name: ``<backbone>-<strategy>-nc<N>-<aggregation>-<balancing>`` followed by the
-        settings that differ from their defaults: ``k<k>`` (always, for class-weighted balancing),
-        ``att<attention>``, ``pd<p_d>``, ``scope<scope>`` (always, for diagnosis weighting),
-        ``cc<centre crop>``, ``norm<normalisation>``."""
+        settings that differ from their defaults, numbers right after their tag, words after ``_``:
+        ``k<k>`` (always, for class-weighted balancing), ``att_<attention>``, ``pd<p_d>``,
+        ``scope_<scope>`` (always, for diagnosis weighting), ``cc_<centre crop>``,
+        ``norm_<normalisation>``. The ``_`` keeps a word from reading as part of the tag
+        (``att_end``, not ``attend``)."""
         parts = [self.backbone, self.strategy, f"nc{self.n_crops}", self.aggregation, self.balancing]
-        for tag, value in self._tags():
-            parts.append(f"{tag}{value}")
+        for field, value in self._tagged_fields():
+            tag = _TAGS[field]
+            parts.append(f"{tag}{value:g}" if field in _NUMBER_FIELDS else f"{tag}_{value}")
         return "-".join(parts)
 
-    def _tags(self) -> list[tuple[str, str]]:
+    def _tagged_fields(self) -> list[tuple[str, object]]:
         balancing = BALANCINGS[self.balancing]
-        tags = []
-        if balancing.weighted_loss:
-            tags.append(("k", f"{self.k:g}"))
-        if self.attention != "none":
-            tags.append(("att", self.attention))
-        if self.patch_dropout:
-            tags.append(("pd", f"{self.patch_dropout:g}"))
-        if balancing.diagnosis_factors:
-            tags.append(("scope", self.diagnosis_scope))
-        if self.centre_crop != "code":
-            tags.append(("cc", self.centre_crop))
-        if self.normalisation != "none":
-            tags.append(("norm", self.normalisation))
-        return tags
+        shown = {
+            "k": balancing.weighted_loss,
+            "attention": self.attention != "none",
+            "patch_dropout": bool(self.patch_dropout),
+            "diagnosis_scope": balancing.diagnosis_factors,
+            "centre_crop": self.centre_crop != "code",
+            "normalisation": self.normalisation != "none",
+        }
+        return [(field, getattr(self, field)) for field in _TAGS if shown[field]]
 
     @classmethod
     def from_name(cls, name: str) -> RunSpec:
-        """Parse a canonical run name back into its run."""
+        """Parse a canonical run name back into its run (old spellings such as ``attinitial`` are
+        rejected with the new one)."""
         parts = name.split("-")
         example = "e.g. densenet121-multi_crop-nc9-mean-loss_weighting-k1"
         if len(parts) < 5 or not parts[2].startswith("nc") or not parts[2][2:].isdigit():
             raise PatchlesionError(
-                f"run name {name!r} is not of the form <backbone>-<strategy>-nc<N>-<aggregation>-<balancing>[-<tag><value>...], {example}."
+                f"run name {name!r} is not of the form <backbone>-<strategy>-nc<N>-<aggregation>-<balancing>[-<tag>...], {example}."
             )
         fields: dict = {}
         for part in parts[5:]:
-            tag = next((t for t in _TAG_FIELDS if part.startswith(t) and len(part) > len(t)), None)
-            if tag is None:
-                raise PatchlesionError(f"run name {name!r}: {part!r} is not one of the tags {', '.join(_TAG_FIELDS)} followed by a value.")
-            field, convert = _TAG_FIELDS[tag]
-            try:
-                fields[field] = convert(part[len(tag) :])
-            except ValueError:
-                raise PatchlesionError(f"run name {name!r}: {part!r} does not hold a valid {field}.") from None
+            field, value = _parse_tag(name, part)
+            fields[field] = value
         spec = cls(parts[0], parts[1], int(parts[2][2:]), parts[3], parts[4], **fields)
         if spec.name != name:
-            raise PatchlesionError(f"run name {name!r} is not canonical; write it as {spec.name!r}.")
+            old = [p for p in parts[5:] if any(p.startswith(_TAGS[f]) and not p.startswith(_TAGS[f] + "_") for f in _WORD_FIELDS)]
+            why = f"its word tags need '_' between tag and value ({', '.join(old)})" if old else "it is not canonical"
+            raise PatchlesionError(f"run name {name!r}: {why}; write it as {spec.name!r}.")
         return spec
 
     def to_dict(self) -> dict:
@@ -116,34 +138,44 @@ class RunSpec:
         return asdict(self)
 
     def check_registries(self) -> RunSpec:
-        """Check backbone, input strategy and aggregation against their registries and their
-        combination against the strategy's rules (imports torch)."""
-        from patchlesion.method.aggregation import AGGREGATIONS
+        """Check backbone and input strategy against their registries and the run's settings
+        against the strategy's rules (imports torch)."""
         from patchlesion.method.backbones import BACKBONES
         from patchlesion.method.strategies import STRATEGIES
 
-        _check_choice("backbone", self.backbone, BACKBONES)
-        _check_choice("strategy", self.strategy, STRATEGIES)
-        _check_choice("aggregation", self.aggregation, AGGREGATIONS)
+        BACKBONES.check(self.backbone)
         STRATEGIES[self.strategy].check(self)
         return self
 
 
-#: Tag -> (RunSpec field, parser) of the optional parts of a run name, in name order.
-_TAG_FIELDS: dict[str, tuple[str, type]] = {
-    "k": ("k", float),
-    "att": ("attention", str),
-    "pd": ("patch_dropout", float),
-    "scope": ("diagnosis_scope", str),
-    "cc": ("centre_crop", str),
-    "norm": ("normalisation", str),
+#: RunSpec field -> its tag in a run name, in name order.
+_TAGS: dict[str, str] = {
+    "k": "k",
+    "attention": "att",
+    "patch_dropout": "pd",
+    "diagnosis_scope": "scope",
+    "centre_crop": "cc",
+    "normalisation": "norm",
 }
-ATTENTIONS = ("none", "initial", "end", "dual")
-DIAGNOSIS_SCOPES = ("benign", "nevus", "all")
-CENTRE_CROPS = ("code", "paper")
-NORMALISATIONS = ("none", "imagenet")
+#: Fields whose value is a number, written right after the tag (``k1``, ``pd0.1``); the others are
+#: words, written after ``_`` (``att_end``).
+_NUMBER_FIELDS = ("k", "patch_dropout")
+_WORD_FIELDS = tuple(field for field in _TAGS if field not in _NUMBER_FIELDS)
 
 
-def _check_choice(field: str, value: str, registry: dict) -> None:
-    if value not in registry:
-        raise PatchlesionError(f"run {field} {value!r} is unknown; choose one of {', '.join(registry)}.")
+def _parse_tag(name: str, part: str) -> tuple[str, object]:
+    """The field and value of one optional part of run name ``name``. A word tag without its ``_``
+    (the old spelling, ``attend``) is read as well, so that the caller's canonical check answers
+    with the new spelling."""
+    for field, tag in _TAGS.items():
+        if not part.startswith(tag) or len(part) == len(tag):
+            continue
+        value = part[len(tag) :]
+        if field in _NUMBER_FIELDS:
+            try:
+                return field, float(value)
+            except ValueError:
+                raise PatchlesionError(f"run name {name!r}: {part!r} does not hold a valid {field}.") from None
+        return field, value.removeprefix("_")
+    tags = ", ".join(f"{tag}<number>" if field in _NUMBER_FIELDS else f"{tag}_<word>" for field, tag in _TAGS.items())
+    raise PatchlesionError(f"run name {name!r}: {part!r} is not one of the tags {tags}.")

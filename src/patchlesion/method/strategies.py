@@ -1,9 +1,11 @@
 """Input-strategy axis (Sec. II-D): how crops are cut from an image in training and at evaluation.
 
 Every strategy turns a batch of whole images ``(B, 3, H, W)`` (uint8) into model input
-``(B, N, 3, s, s)`` (float in [0, 1]) and says how evaluation combines the crops:
-``"softmax_mean"`` (each crop classified on its own, probabilities averaged: Multi-Crop) or
-``"model"`` (the model aggregates the crops itself).
+``(B, N, 3, s, s)`` (float in [0, 1]) and says, through its attributes and methods, what it
+allows and how evaluation combines the crops: ``plain`` strategies (Multi-Crop, Downsampling,
+Single-Crop) train the plain model, which classifies every crop on its own, and average the
+per-crop softmax probabilities at evaluation; the others (Ordered-Crop) leave the crops to the
+model's aggregation. A new strategy is one class under ``@STRATEGIES.register(name)``.
 """
 
 from __future__ import annotations
@@ -11,14 +13,28 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from patchlesion.errors import PatchlesionError
+from patchlesion.method.aggregation import AGGREGATIONS, ATTENTIONS
 from patchlesion.method.augment import augment, augment_into, flip_draws, jitter_factors
 from patchlesion.method.crops import centre_box, crop_grid, random_crop_positions, random_resized_boxes, resize_boxes
+from patchlesion.method.registry import Registry
 
-__all__ = ["STRATEGIES", "Downsample", "InputStrategy", "MultiCrop", "OrderedCrop", "SingleCrop", "Workspace", "get_strategy"]
+__all__ = [
+    "STRATEGIES",
+    "Downsample",
+    "InputStrategy",
+    "MultiCrop",
+    "OrderedCrop",
+    "PlainStrategy",
+    "SingleCrop",
+    "Workspace",
+    "get_strategy",
+]
 
 #: Side of Single-Crop's evaluation centre crop relative to the crop size in the authors' code (336 px for 224).
 CODE_CENTRE_FACTOR = 1.5
@@ -98,10 +114,25 @@ def _resize(images: torch.Tensor, crop_size: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class InputStrategy:
-    """Base class: subclasses implement ``training_input`` and ``evaluation_input``."""
+    """Base class: subclasses implement ``training_input`` and ``evaluation_input``, and say what
+    they allow through the class attributes below (checked by :meth:`check`)."""
 
     name: str = ""
-    combine: str = "model"
+
+    #: The plain model: every crop classified on its own, evaluation averages per-crop softmax.
+    plain: ClassVar[bool] = False
+    #: One input per image (n_crops must be 1).
+    single_input: ClassVar[bool] = False
+    #: Patch dropout (Sec. II-D) applies to its training crops.
+    supports_patch_dropout: ClassVar[bool] = False
+    #: Training input is ``sample_into`` applied per sample under ``draws`` (all random numbers drawn
+    #: first, in one process), so the samples of a batch can be made by other processes.
+    per_sample_draws: ClassVar[bool] = False
+
+    @property
+    def combine(self) -> str:
+        """How evaluation combines the crops: ``"softmax_mean"`` (plain) or ``"model"``."""
+        return "softmax_mean" if self.plain else "model"
 
     def training_input(
         self, images: torch.Tensor, spec, crop_size: int, generator: torch.Generator, workspace: Workspace | None = None
@@ -117,30 +148,59 @@ class InputStrategy:
         """Evaluation crops ``(B, N, 3, s, s)`` of uint8 images ``(B, 3, H, W)`` (no randomness)."""
         raise NotImplementedError
 
+    def probabilities(self, model, crops: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``(B, C)`` of evaluation crops ``(B, N, 3, s, s)``: the softmax of the
+        model's output (the model aggregates the crops)."""
+        return model(crops).float().softmax(dim=-1)
+
     def check(self, spec) -> None:
         """Raise PatchlesionError if ``spec`` combines this strategy with settings it cannot use."""
-        from patchlesion.errors import PatchlesionError
-
-        if self.combine == "softmax_mean" and (spec.aggregation != "mean" or spec.attention != "none"):
-            raise PatchlesionError(
-                f"run {spec.name}: {self.name} classifies every crop on its own (the plain model), so it needs "
-                "aggregation 'mean' and attention 'none'; use strategy 'ordered' for GRU or attention models."
-            )
-        if spec.patch_dropout and self.name != "ordered":
-            raise PatchlesionError(f"run {spec.name}: patch dropout applies to Ordered-Crop training only (strategy 'ordered').")
-        if self.name in ("downsample", "single_crop") and spec.n_crops != 1:
+        if spec.patch_dropout and not self.supports_patch_dropout:
+            allowed = ", ".join(repr(n) for n, s in STRATEGIES.items() if s.supports_patch_dropout)
+            raise PatchlesionError(f"run {spec.name}: patch dropout does not apply to {self.name}; use strategy {allowed}.")
+        if self.single_input and spec.n_crops != 1:
             raise PatchlesionError(f"run {spec.name}: {self.name} feeds one input per image; set n_crops to 1.")
-        if self.name == "ordered" and spec.n_crops == 1 and spec.aggregation == "gru":
-            raise PatchlesionError(f"run {spec.name}: a GRU over one crop is not a sequence model; use n_crops > 1.")
+        aggregation = AGGREGATIONS[spec.aggregation]
+        if spec.n_crops < aggregation.min_crops:
+            raise PatchlesionError(
+                f"run {spec.name}: aggregation {aggregation.name!r} needs a sequence of at least "
+                f"{aggregation.min_crops} crops; set n_crops to {aggregation.min_crops} or more."
+            )
 
 
 @dataclass(frozen=True)
-class MultiCrop(InputStrategy):
+class PlainStrategy(InputStrategy):
+    """Base class of the plain strategies (docs/method.md §4.4): the plain model classifies every crop
+    on its own, so no aggregation across crops and no attention; evaluation averages the per-crop
+    softmax probabilities."""
+
+    plain: ClassVar[bool] = True
+
+    def probabilities(self, model, crops: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``(B, C)``: per-crop softmax ``(B, N, C)`` averaged over the crops."""
+        return model.crop_logits(crops).float().softmax(dim=-1).mean(dim=1)
+
+    def check(self, spec) -> None:
+        if not AGGREGATIONS[spec.aggregation].per_crop or ATTENTIONS[spec.attention].blocks:
+            per_crop = ", ".join(repr(n) for n, a in AGGREGATIONS.items() if a.per_crop)
+            model_strategies = ", ".join(repr(n) for n, s in STRATEGIES.items() if not s.plain)
+            raise PatchlesionError(
+                f"run {spec.name}: {self.name} classifies every crop on its own (the plain model), so it needs "
+                f"aggregation {per_crop} and attention 'none'; use strategy {model_strategies} for GRU or attention models."
+            )
+        super().check(spec)
+
+
+#: Input strategies by name; ``@STRATEGIES.register(name)`` above an :class:`InputStrategy` subclass
+#: adds one (the registry holds its instance).
+STRATEGIES: Registry[InputStrategy] = Registry("input strategy", make=lambda name, cls: cls(name))
+
+
+@STRATEGIES.register("multi_crop")
+@dataclass(frozen=True)
+class MultiCrop(PlainStrategy):
     """Multi-Crop (Sec. II-D): one random crop per image in training, then flips and colour jitter;
     ``n_crops`` ordered crops at evaluation, softmax probabilities averaged over crops."""
-
-    name: str = "multi_crop"
-    combine: str = "softmax_mean"
 
     def training_input(self, images, spec, crop_size, generator, workspace: Workspace | None = None):
         batch, channels, height, width = images.shape
@@ -163,13 +223,13 @@ class MultiCrop(InputStrategy):
         return _to_float(_grid_crops(images, spec.n_crops, crop_size))  # (B, N, 3, s, s)
 
 
+@STRATEGIES.register("downsample")
 @dataclass(frozen=True)
-class Downsample(InputStrategy):
+class Downsample(PlainStrategy):
     """Downsampling (Sec. II-D): the whole image resized to ``s x s`` (aspect not kept, bilinear,
     antialiased), then flips and colour jitter in training; the same resize alone at evaluation."""
 
-    name: str = "downsample"
-    combine: str = "softmax_mean"
+    single_input: ClassVar[bool] = True
 
     def training_input(self, images, spec, crop_size, generator, workspace=None):
         resized = _resize(_to_float(images), crop_size)  # (B, 3, s, s)
@@ -179,15 +239,15 @@ class Downsample(InputStrategy):
         return _resize(_to_float(images), crop_size).unsqueeze(1)  # (B, 1, 3, s, s)
 
 
+@STRATEGIES.register("single_crop")
 @dataclass(frozen=True)
-class SingleCrop(InputStrategy):
+class SingleCrop(PlainStrategy):
     """Single-Crop (Sec. II-D): torchvision's ``RandomResizedCrop(s)`` (scale 0.08-1, ratio 3/4-4/3),
     then flips and colour jitter in training; a resized centre crop at evaluation: a square of
     1.5 x s px (``centre_crop="code"``, the released code) or 85 % of the image's height and width
     (``"paper"``)."""
 
-    name: str = "single_crop"
-    combine: str = "softmax_mean"
+    single_input: ClassVar[bool] = True
 
     def training_input(self, images, spec, crop_size, generator, workspace=None):
         batch, _, height, width = images.shape
@@ -212,14 +272,15 @@ class SingleCrop(InputStrategy):
         return centre_box((width, height), size)
 
 
+@STRATEGIES.register("ordered")
 @dataclass(frozen=True)
 class OrderedCrop(InputStrategy):
     """Ordered-Crop (Sec. II-D): flips and colour jitter on the whole image, then the ``n_crops``
     fixed grid crops of evaluation, each zeroed with probability ``patch_dropout`` per sample
     (patch dropout, training only); the grid crops alone at evaluation; the model aggregates them."""
 
-    name: str = "ordered"
-    combine: str = "model"
+    supports_patch_dropout: ClassVar[bool] = True
+    per_sample_draws: ClassVar[bool] = True
 
     def training_input(self, images, spec, crop_size, generator, workspace: Workspace | None = None):
         batch, channels, height, width = images.shape
@@ -235,7 +296,7 @@ class OrderedCrop(InputStrategy):
         horizontal, vertical = flip_draws(batch, generator)
         b, s, first = jitter_factors(batch, generator)
         if spec.patch_dropout > 0:
-            # independent per sample and crop; no rescaling, no guarantee that a crop survives (METHOD §3.2)
+            # independent per sample and crop; no rescaling, no guarantee that a crop survives (docs/method.md §3.2)
             keep = (torch.rand(batch, spec.n_crops, generator=generator) >= spec.patch_dropout).tolist()  # (B, N)
         else:
             keep = [[True] * spec.n_crops] * batch
@@ -245,7 +306,7 @@ class OrderedCrop(InputStrategy):
     def sample_into(out: torch.Tensor, image: torch.Tensor, n_crops: int, crop_size: int, draw: tuple, workspace: Workspace | None = None) -> None:
         """One sample: uint8 ``image`` ``(3, H, W)`` -> its crops ``out`` ``(N, 3, s, s)`` under ``draw``.
 
-        Flips and colour jitter on the whole image before cropping (METHOD §6), one image at a time
+        Flips and colour jitter on the whole image before cropping (docs/method.md §6), one image at a time
         so that its float copy stays in the CPU cache; dropped crops are zero-filled, not cut."""
         horizontal, vertical, b, s, first, keep = draw
         if not any(keep):
@@ -265,12 +326,6 @@ class OrderedCrop(InputStrategy):
         return _to_float(_grid_crops(images, spec.n_crops, crop_size))
 
 
-STRATEGIES: dict[str, InputStrategy] = {s.name: s for s in (MultiCrop(), Downsample(), SingleCrop(), OrderedCrop())}
-
-
 def get_strategy(name: str) -> InputStrategy:
     """Look up an input strategy by name."""
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise ValueError(f"unknown input strategy {name!r}; choose one of {', '.join(STRATEGIES)}.") from None
+    return STRATEGIES[name]
