@@ -19,10 +19,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # A job: lease a device the way `patchlesion train` does, report it, hold it for `hold` seconds.
 JOB = """
 import json, logging, os, sys, time
-from argparse import Namespace
-from patchlesion.cli import _set_threads
+from patchlesion.cli.commands import lease_gpu
 logging.basicConfig(level=logging.INFO)
-_set_threads(Namespace(device="auto", threads=None, torch_home=None))
+lease_gpu("auto")
 leased = time.time()
 print(json.dumps({"device": os.environ.get("CUDA_VISIBLE_DEVICES"), "leased": leased}), flush=True)
 time.sleep(float(sys.argv[1]))

@@ -27,6 +27,8 @@ EPOCHS = 6
 SETTINGS = ["--epochs", str(EPOCHS), "--batch-size", "7", "--learning-rate", "0.003", "--lr-halving-epochs", "3", "5",
             "--validation-every", "2", "--image-size", "64", "48", "--crop-size", "24",
             "--device", "cpu", "--threads", "1"]  # fmt: skip
+# evaluate takes the data geometry and device only
+EVALUATION_SETTINGS = ["--image-size", "64", "48", "--crop-size", "24", "--device", "cpu", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +170,9 @@ def test_evaluation_records_its_provenance_and_the_training_record(data):
     metrics_path = data / "metrics.json"
     args = ["evaluate", "--index", str(data / "index.csv"), "--split", str(data / "split.csv"), "--fold", "1", "--run", RUN,
             "--model", str(model_dir / "model.pt"), "--predictions", str(data / "predictions.csv"), "--metrics", str(metrics_path)]  # fmt: skip
-    assert main(args + SETTINGS) == 0
+    assert main(args + EVALUATION_SETTINGS) == 0
     record = json.loads(metrics_path.read_text())["provenance"]
     assert record["training"] == str(model_dir / "run.json") and record["wall_seconds"] > 0
     assert record["machine"]["device"] == "cpu" and record["versions"]["numpy"] == np.__version__
+    # the settings evaluate takes (the data geometry and device), not the training-only ones
+    assert record["settings"] == {"image_size": [64, 48], "crop_size": 24, "device": "cpu", "amp": "auto", "channels_last": "auto"}

@@ -12,9 +12,11 @@ from patchlesion.cli import main
 from patchlesion.method.classes import CLASSES
 
 RUN = "tiny-multi_crop-nc9-mean-loss_weighting-k1"
-SETTINGS = ["--epochs", "2", "--batch-size", "8", "--learning-rate", "0.001", "--lr-halving-epochs", "2",
+SETTINGS = ["--epochs", "2", "--batch-size", "8", "--plain-batch-size", "8", "--learning-rate", "0.001", "--lr-halving-epochs", "2",
             "--validation-every", "1", "--image-size", "64", "48", "--crop-size", "24",
             "--device", "cpu", "--threads", "1"]  # fmt: skip
+# evaluate takes the data geometry and device only
+EVALUATION_SETTINGS = ["--image-size", "64", "48", "--crop-size", "24", "--device", "cpu", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,7 @@ def test_evaluation_writes_probabilities_and_metrics(data):
         _train(data, data / "a")
     args = ["evaluate", "--index", str(data / "index.csv"), "--split", str(data / "split.csv"), "--fold", "2", "--run", RUN,
             "--model", str(data / "a" / "model.pt"), "--predictions", str(data / "p.csv"), "--metrics", str(data / "m.json")]  # fmt: skip
-    assert main(args + SETTINGS) == 0
+    assert main(args + EVALUATION_SETTINGS) == 0
     predictions = pd.read_csv(data / "p.csv")
     split = pd.read_csv(data / "split.csv")
     assert set(predictions["image_id"]) == set(split.loc[split["part"] == 0, "image_id"])

@@ -59,6 +59,9 @@ def test_derm7pt_dir_adds_table_iv_with_one_last_model_per_row(tmp_path):
     assert "results/derm7pt/runs/densenet121-multi_crop-nc9-mean-loss_weighting-k1/fold2" not in stats
     assert "--model results/derm7pt/runs/densenet121-multi_crop-nc9-mean-loss_weighting-k1/fold1/model_last.pt" in stats
     assert "--table-dataset IV derm7pt" in stats
+    # every training setting reaches `patchlesion train` (tests/test_settings.py), evaluate gets no training-only one
+    assert "--plain-batch-size 5" in stats and "--model results/derm7pt/runs/densenet121-multi_crop-nc9-mean-loss_weighting-k1/fold1/model_last.pt --predictions" in stats
+    assert not any("patchlesion evaluate" in line and "--epochs" in line for line in stats.splitlines())
 
 
 def test_demo_preset_plans_tiny_backbone(tmp_path):

@@ -1,19 +1,29 @@
-# All Python of the workflow: config validation, presets, wildcard constraints, input functions.
+# All Python of the workflow, in five sections: configuration and validation; datasets; runs, tables
+# and figures; the official test set; the final outputs (and the wildcard constraints).
 import copy
 import csv
 import json
 import os
-from argparse import Namespace
 import re
 import shlex
 import sys
 
 from snakemake.utils import update_config, validate
 
+from patchlesion.engine.settings import TrainSettings
 from patchlesion.method.runs import RunSpec
 from patchlesion.method.weights import PRETRAINED
 
 SCHEMA = "../schemas/config.schema.yaml"
+#: The ImageNet weight cache (torch.hub's layout under TORCH_HOME), filled by rule fetch_weights.
+TORCH_HOME = "resources/torch"
+#: The table whose runs are also scored on the official test set (ISIC 2018 Task 3 for HAM10000).
+OFFICIAL_TEST_TABLE = "II"
+
+
+# ==================================================================================================
+# Configuration and validation
+# ==================================================================================================
 
 
 def typed(value):
@@ -49,31 +59,96 @@ def apply_preset(config):
     validate(config, SCHEMA)
 
 
-apply_preset(config)
+def check_config(config):
+    """What the schema cannot say: a learning rate per backbone, crops that fit, table references that name a row."""
+    for backbone in config["backbones"]:
+        if backbone not in config["learning_rate"]:
+            raise ValueError(f"config key 'learning_rate': no learning rate for backbone {backbone!r}.")
+    if config["crop_size"] > min(config["image_size"]):
+        raise ValueError(
+            f"config key 'crop_size': {config['crop_size']} is larger than image_size {config['image_size']}."
+        )
+    for table, spec in config["tables"].items():
+        labels = [row["row"] for row in spec["rows"]]
+        if spec.get("reference") and spec["reference"] not in labels:
+            raise ValueError(
+                f"config key 'tables/{table}/reference': {spec['reference']!r} is not one of the table's rows "
+                f"({', '.join(labels)})."
+            )
 
-for backbone in config["backbones"]:
-    if backbone not in config["learning_rate"]:
-        raise ValueError(f"config key 'learning_rate': no learning rate for backbone {backbone!r}.")
-if config["crop_size"] > min(config["image_size"]):
-    raise ValueError(
-        f"config key 'crop_size': {config['crop_size']} is larger than image_size {config['image_size']}."
-    )
+
+apply_preset(config)
+check_config(config)
 
 DATASET = config["dataset"]
+TABLES = list(config["tables"])
+FIGURES = config.get("figures", {})
 # Jobs call the `patchlesion` command of the Python environment that runs Snakemake, also when that
 # environment is not activated (e.g. `.venv/bin/snakemake ...`).
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 
-for table, spec in config["tables"].items():
-    labels = [row["row"] for row in spec["rows"]]
-    if spec.get("reference") and spec["reference"] not in labels:
-        raise ValueError(
-            f"config key 'tables/{table}/reference': {spec['reference']!r} is not one of the table's rows "
-            f"({', '.join(labels)})."
-        )
+# ==================================================================================================
+# Datasets
+# ==================================================================================================
 
-TABLES = list(config["tables"])
+#: Every dataset the workflow reads, and what sets it apart:
+#:   folds          the folds trained on it (derm7pt: one model per run, no cross-validation);
+#:   dir            a configured HAM10000-format copy, or None: resources/<dataset>, which a rule makes
+#:                  (download, synthesize, or derm7pt's conversion from derm7pt_dir);
+#:   official_test  the dataset scored as its "official test set" (ISIC 2018 Task 3 for HAM10000, a
+#:                  held-out synthetic set for the demo), or None;
+#:   available      whether tables on it are built (derm7pt needs derm7pt_dir; the others are fetched).
+DATASETS = {
+    "ham10000": {"folds": config["folds"], "dir": config["ham10000_dir"], "official_test": "isic2018_test", "available": True},
+    "synthetic": {"folds": config["folds"], "dir": None, "official_test": "synthetic_test", "available": True},
+    "synthetic_test": {"folds": [], "dir": None, "official_test": None, "available": True},
+    "isic2018_test": {"folds": [], "dir": config["isic2018_test_dir"], "official_test": None, "available": True},
+    "derm7pt": {"folds": [1], "dir": None, "official_test": None, "available": bool(config["derm7pt_dir"])},
+}
+
+
+def dataset_folds(dataset):
+    """The folds trained on a dataset."""
+    return DATASETS[dataset]["folds"]
+
+
+def dataset_dir(wildcards):
+    """The HAM10000-format directory a dataset is read from (a configured copy, or one the workflow
+    makes under resources/)."""
+    return DATASETS[wildcards.dataset]["dir"] or f"resources/{wildcards.dataset}"
+
+
+def download_settings(wildcards):
+    """The config's download block as one shell-quoted JSON argument of the download rules."""
+    return shlex.quote(json.dumps(config.get("download", {})))
+
+
+def cache_manifest(dataset):
+    """The manifest of a dataset's decoded-image cache at the configured image size (rule prepare)."""
+    width, height = config["image_size"]
+    return f"results/{dataset}/cache/{width}x{height}/manifest.json"
+
+
+def image_cache(wildcards):
+    """The decoded-image cache of the dataset a job trains or evaluates on."""
+    return cache_manifest(wildcards.dataset)
+
+
+def prepare_inputs(wildcards):
+    """The index and every image it lists: a changed image (newer file) reruns the cache.
+
+    `index` is a checkpoint, so the image list is read once the index exists and is the same in
+    every later invocation (a list that grew after the first run would itself trigger a rerun)."""
+    index = checkpoints.index.get(dataset=wildcards.dataset).output[0]
+    with open(index, newline="") as handle:
+        paths = [row["path"] for row in csv.DictReader(handle)]
+    return {"index": index, "images": paths}
+
+
+# ==================================================================================================
+# Runs, tables and figures
+# ==================================================================================================
 
 
 def table_rows(table):
@@ -91,23 +166,14 @@ def table_runs(table):
     return list(dict.fromkeys(name for name, _ in table_rows(table)))
 
 
-def table_options(wildcards):
-    """Command-line options of the table rule: title, each run's paper row label, the reference row."""
-    spec = config["tables"][wildcards.table]
-    title = f"Table {wildcards.table} ({wildcards.dataset}): {spec.get('title', '')}".rstrip(": ")
-    options = [f"--title {shlex.quote(title)}"]
-    options += [f"--label {name} {shlex.quote(label)}" for name, label in table_rows(wildcards.table)]
-    if spec.get("reference"):
-        options.append(f"--reference {shlex.quote(spec['reference'])}")
-    return " ".join(options)
+def table_dataset(table):
+    """The dataset a table is computed on: its `dataset` key (Table IV: derm7pt), else `dataset`."""
+    return config["tables"][table].get("dataset", DATASET)
 
 
-def table_figures_options(wildcards):
-    """Command-line options of the table_figures rule: each run's paper row label (its figures have no reference row)."""
-    return " ".join(f"--label {name} {shlex.quote(label)}" for name, label in table_rows(wildcards.table))
-
-
-FIGURES = config.get("figures", {})
+def built_tables():
+    """(dataset, table) of every table the workflow builds: those on an available dataset."""
+    return [(table_dataset(t), t) for t in TABLES if DATASETS[table_dataset(t)]["available"]]
 
 
 def figure4_run():
@@ -135,111 +201,29 @@ def all_runs():
     return list(dict.fromkeys(names))
 
 
-#: Dataset evaluated as the "official test set" protocol of each training dataset (ISIC 2018 Task 3 test
-#: images for HAM10000; a held-out synthetic set for the demo).
-OFFICIAL_TEST_SET = {"ham10000": "isic2018_test", "synthetic": "synthetic_test"}
+def run_settings(run):
+    """The training settings of a run (Sec. II-G): the config's, with its backbone's learning rate and
+    ImageNet initialisation (patchlesion.engine.settings spells every setting once)."""
+    return TrainSettings.from_config(config, RunSpec.from_name(run).backbone)
 
 
-def dataset_dir(wildcards):
-    """The HAM10000-format directory a dataset is read from (a configured copy, or one the workflow
-    makes under resources/)."""
-    configured = {
-        "ham10000": config["ham10000_dir"],
-        "isic2018_test": config["isic2018_test_dir"],
-        "derm7pt": None,  # converted from config["derm7pt_dir"] into resources/derm7pt
-    }
-    return configured.get(wildcards.dataset) or f"resources/{wildcards.dataset}"
+def settings_options(command):
+    """Params function of a rule: the options of `patchlesion <command>` that give the job's run its
+    settings; training from ImageNet weights also names their cache."""
 
+    def options(wildcards):
+        settings = run_settings(wildcards.run)
+        weights = f" --torch-home {TORCH_HOME}" if command == "train" and settings.pretrained else ""
+        return settings.command_line(command) + weights
 
-def download_settings(wildcards):
-    """The config's download block as one shell-quoted JSON argument of the download rules."""
-    return shlex.quote(json.dumps(config.get("download", {})))
-def dataset_folds(dataset):
-    """The folds trained on a dataset: derm7pt has one model per run (its fold 1, no cross-validation)."""
-    return [1] if dataset == "derm7pt" else config["folds"]
-
-
-def table_dataset(table):
-    """The dataset a table is computed on: its `dataset` key (Table IV: derm7pt), else `dataset`."""
-    return config["tables"][table].get("dataset", DATASET)
-
-
-def built_tables():
-    """(dataset, table) of every table the workflow builds; a derm7pt table only when derm7pt_dir is set."""
-    return [(table_dataset(t), t) for t in TABLES if table_dataset(t) != "derm7pt" or config["derm7pt_dir"]]
-
-
-def table_inputs(wildcards):
-    """Test metrics of every fold of every run of a table (predictions.csv lies beside each)."""
-    return expand(
-        "results/{dataset}/runs/{run}/fold{fold}/metrics.json",
-        dataset=wildcards.dataset,
-        run=table_runs(wildcards.table),
-        fold=dataset_folds(wildcards.dataset),
-    )
-
-
-def settings_args(wildcards):
-    """Command-line options of the training settings of a run (Sec. II-G)."""
-    backbone = RunSpec.from_name(wildcards.run).backbone
-    width, height = config["image_size"]
-    halving = " ".join(str(e) for e in config["lr_halving_epochs"])
-    return (
-        f"--epochs {config['epochs']} --batch-size {config['batch_size']} "
-        f"--learning-rate {config['learning_rate'][backbone]} --lr-halving-epochs {halving} "
-        f"--validation-every {config['validation_every']} --image-size {width} {height} "
-        f"--crop-size {config['crop_size']} --seed {config['seed']} --device {config['device']}"
-        + (" --pretrained --torch-home resources/torch" if uses_weights(backbone) else "")
-        + device_args()
-    )
-
-
-def switch(value):
-    """auto/true/false of a config switch (YAML reads true/false as booleans)."""
-    return str(value).lower()
-
-
-def device_args():
-    """Command-line options of the device settings (mixed precision, memory format, compile)."""
-    return (
-        f" --amp {switch(config['amp'])} --channels-last {switch(config['channels_last'])}"
-        + (" --compile" if config["compile"] else "")
-    )
-
-
-def cache_manifest(dataset):
-    """The manifest of a dataset's decoded-image cache at the configured image size (rule prepare)."""
-    width, height = config["image_size"]
-    return f"results/{dataset}/cache/{width}x{height}/manifest.json"
-
-
-def image_cache(wildcards):
-    """The decoded-image cache of the dataset a job trains or evaluates on."""
-    return cache_manifest(wildcards.dataset)
-
-
-def prepare_inputs(wildcards):
-    """The index and every image it lists: a changed image (newer file) reruns the cache.
-
-    `index` is a checkpoint, so the image list is read once the index exists and is the same in
-    every later invocation (a list that grew after the first run would itself trigger a rerun)."""
-    index = checkpoints.index.get(dataset=wildcards.dataset).output[0]
-    with open(index, newline="") as handle:
-        paths = [row["path"] for row in csv.DictReader(handle)]
-    return {"index": index, "images": paths}
-
-
-def uses_weights(backbone):
-    """Whether runs of this backbone start from the cached ImageNet weights."""
-    return config["pretrained"] and backbone in PRETRAINED
+    return options
 
 
 def weights_input(wildcards):
     """The cached ImageNet weights a training job needs (none for random initialisation)."""
-    backbone = RunSpec.from_name(wildcards.run).backbone
-    if not uses_weights(backbone):
+    if not run_settings(wildcards.run).pretrained:
         return []
-    return [f"resources/torch/hub/checkpoints/{PRETRAINED[backbone].file}"]
+    return [f"{TORCH_HOME}/hub/checkpoints/{PRETRAINED[RunSpec.from_name(wildcards.run).backbone].file}"]
 
 
 def weights_backbone(wildcards):
@@ -253,36 +237,93 @@ def test_checkpoint(dataset):
     return setting if isinstance(setting, str) else setting.get(dataset, "best")
 
 
-def test_model(wildcards):
+def test_model_path(dataset, run, fold):
     """The model of a fold that is evaluated on the test part (config key test_checkpoint)."""
-    name = "model.pt" if test_checkpoint(wildcards.dataset) == "best" else "model_last.pt"
-    return f"results/{wildcards.dataset}/runs/{wildcards.run}/fold{wildcards.fold}/{name}"
+    name = "model.pt" if test_checkpoint(dataset) == "best" else "model_last.pt"
+    return f"results/{dataset}/runs/{run}/fold{fold}/{name}"
 
 
-#: The table whose runs are also scored on the official test set (ISIC 2018 Task 3 for HAM10000).
-OFFICIAL_TEST_TABLE = "II"
+def test_model(wildcards):
+    """test_model_path of a job's dataset, run and fold."""
+    return test_model_path(wildcards.dataset, wildcards.run, wildcards.fold)
 
 
-def synthetic_test_settings():
-    """n_images and seed of the synthetic stand-in for the official test set."""
-    return {"n_images": 1511, "seed": 1, **config["synthetic"].get("test", {})}
+def table_metrics(dataset, table):
+    """Test metrics of every fold of every run of a table (predictions.csv lies beside each)."""
+    return expand("results/{dataset}/runs/{run}/fold{fold}/metrics.json", dataset=dataset, run=table_runs(table), fold=dataset_folds(dataset))
+
+
+def table_inputs(wildcards):
+    """table_metrics of a job's dataset and table."""
+    return table_metrics(wildcards.dataset, wildcards.table)
+
+
+def table_options(wildcards):
+    """Command-line options of the table rule: title, each run's paper row label, the reference row."""
+    spec = config["tables"][wildcards.table]
+    title = f"Table {wildcards.table} ({wildcards.dataset}): {spec.get('title', '')}".rstrip(": ")
+    options = [f"--title {shlex.quote(title)}"]
+    options += [f"--label {name} {shlex.quote(label)}" for name, label in table_rows(wildcards.table)]
+    if spec.get("reference"):
+        options.append(f"--reference {shlex.quote(spec['reference'])}")
+    return " ".join(options)
+
+
+def table_figures_options(wildcards):
+    """Command-line options of the table_figures rule: each run's paper row label (its figures have no reference row)."""
+    return " ".join(f"--label {name} {shlex.quote(label)}" for name, label in table_rows(wildcards.table))
+
+
+def figure4_model(wildcards):
+    """The fold model of Fig. 4's run that is evaluated on the test part."""
+    return test_model_path(wildcards.dataset, figure4_run(), FIGURES["fig4"].get("fold", 1))
+
+
+def figure4_options(wildcards):
+    """Command-line options of Fig. 4: its run, images per class and the data geometry."""
+    fig4 = FIGURES["fig4"]
+    return (
+        f"--run {figure4_run()} --fold {fig4.get('fold', 1)} --images-per-class {fig4.get('images_per_class', 3)} "
+        + run_settings(figure4_run()).command_line("figure4")
+    )
+
+
+def figure5_inputs(wildcards):
+    """Test metrics of every fold of every run of Fig. 5."""
+    return expand(
+        "results/{dataset}/runs/{run}/fold{fold}/metrics.json",
+        dataset=wildcards.dataset,
+        run=[name for name, _, _ in figure5_runs()],
+        fold=dataset_folds(wildcards.dataset),
+    )
+
+
+# ==================================================================================================
+# The official test set: every fold model of every Table II run and their ensemble
+# ==================================================================================================
+
+
+def official_test_set(dataset):
+    """The dataset scored as the official test set of a training dataset."""
+    if not DATASETS[dataset]["official_test"]:
+        with_one = [name for name, entry in DATASETS.items() if entry["official_test"]]
+        raise ValueError(f"dataset {dataset!r} has no official test set (only {', '.join(with_one)}).")
+    return DATASETS[dataset]["official_test"]
 
 
 def official_test_index(wildcards):
     """index.csv of the official test set of a training dataset."""
-    if wildcards.dataset not in OFFICIAL_TEST_SET:
-        raise ValueError(f"dataset {wildcards.dataset!r} has no official test set (only {', '.join(OFFICIAL_TEST_SET)}).")
-    return f"results/{OFFICIAL_TEST_SET[wildcards.dataset]}/index.csv"
+    return f"results/{official_test_set(wildcards.dataset)}/index.csv"
 
 
 def official_test_cache(wildcards):
     """The decoded-image cache of the official test set of a training dataset."""
-    return cache_manifest(OFFICIAL_TEST_SET[wildcards.dataset])
+    return cache_manifest(official_test_set(wildcards.dataset))
 
 
 def official_test_models(wildcards):
     """The fold models of a run that predict the official test set (the test_checkpoint models)."""
-    return [test_model(Namespace(dataset=wildcards.dataset, run=wildcards.run, fold=fold)) for fold in dataset_folds(wildcards.dataset)]
+    return [test_model_path(wildcards.dataset, wildcards.run, fold) for fold in dataset_folds(wildcards.dataset)]
 
 
 def official_test_folds(wildcards):
@@ -299,55 +340,29 @@ def official_test_inputs(wildcards):
 
 def official_test_heldout_inputs(wildcards):
     """Test-part metrics of the same runs' fold models (Table II's protocol), shown beside the official scores."""
-    return table_inputs(Namespace(dataset=wildcards.dataset, table=OFFICIAL_TEST_TABLE))
+    return table_metrics(wildcards.dataset, OFFICIAL_TEST_TABLE)
 
 
 def official_test_options(wildcards):
     """Title and each run's row label of the official-test table."""
     title = f"Official test set (ISIC 2018 Task 3), Table {OFFICIAL_TEST_TABLE} runs trained on {wildcards.dataset}"
     if wildcards.dataset != "ham10000":
-        title += f" (test set: {OFFICIAL_TEST_SET[wildcards.dataset]})"
+        title += f" (test set: {official_test_set(wildcards.dataset)})"
     return " ".join(
         [f"--title {shlex.quote(title)}"] + [f"--label {name} {shlex.quote(label)}" for name, label in table_rows(OFFICIAL_TEST_TABLE)]
     )
 
 
+# ==================================================================================================
+# Final outputs
+# ==================================================================================================
+
+
 def official_test_outputs():
     """The official-test table of the configured dataset, if it has an official test set and Table II is configured."""
-    if DATASET not in OFFICIAL_TEST_SET or OFFICIAL_TEST_TABLE not in TABLES:
+    if not DATASETS[DATASET]["official_test"] or OFFICIAL_TEST_TABLE not in TABLES:
         return []
     return expand("results/{dataset}/tables/official_test.{ext}", dataset=DATASET, ext=["csv", "md", "tex"])
-
-
-def report_options():
-    """Tables of the report that lie under another dataset than `dataset` (Table IV: derm7pt)."""
-    return " ".join(f"--table-dataset {table} {dataset}" for dataset, table in built_tables() if dataset != DATASET)
-
-
-def figure5_inputs(wildcards):
-    """Test metrics of every fold of every run of Fig. 5."""
-    return expand(
-        "results/{dataset}/runs/{run}/fold{fold}/metrics.json",
-        dataset=wildcards.dataset,
-        run=[name for name, _, _ in figure5_runs()],
-        fold=config["folds"],
-    )
-
-
-def figure4_model(wildcards):
-    """The fold model of Fig. 4's run that is evaluated on the test part."""
-    fold = FIGURES["fig4"].get("fold", 1)
-    return test_model(Namespace(dataset=wildcards.dataset, run=figure4_run(), fold=fold))
-
-
-def figure4_options(wildcards):
-    """Command-line options of Fig. 4: its run, images per class and the data geometry."""
-    fig4 = FIGURES["fig4"]
-    width, height = config["image_size"]
-    return (
-        f"--run {figure4_run()} --fold {fig4.get('fold', 1)} --images-per-class {fig4.get('images_per_class', 3)} "
-        f"--image-size {width} {height} --crop-size {config['crop_size']} --device {config['device']}"
-    )
 
 
 def table_outputs():
@@ -364,13 +379,18 @@ def figure_outputs():
     return [f"results/{DATASET}/figures/{name}.png" for name in ("figure4", "figure5") if name.replace("figure", "fig") in FIGURES]
 
 
+def report_options():
+    """Tables of the report that lie under another dataset than `dataset` (Table IV: derm7pt)."""
+    return " ".join(f"--table-dataset {table} {dataset}" for dataset, table in built_tables() if dataset != DATASET)
+
+
 def final_outputs():
     """Everything `snakemake` produces by default (the input of the all rule): tables, figures, REPORT.md."""
     return table_outputs() + figure_outputs() + ["results/REPORT.md"]
 
 
 wildcard_constraints:
-    dataset="ham10000|synthetic|synthetic_test|isic2018_test|derm7pt",
+    dataset="|".join(DATASETS),
     run="|".join(re.escape(name) for name in all_runs()) or "no-runs",
     table="|".join(TABLES),
     fold=r"\d+",

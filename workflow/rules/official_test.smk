@@ -6,9 +6,9 @@ rule synthesize_test:
     output:
         directory("resources/synthetic_test"),
     params:
-        n_images=synthetic_test_settings()["n_images"],
+        n_images=config["synthetic"]["test"]["n_images"],
         size=" ".join(str(v) for v in config["synthetic"]["image_size"]),
-        seed=synthetic_test_settings()["seed"],
+        seed=config["synthetic"]["test"]["seed"],
     log:
         "results/synthetic_test/logs/synthesize.log",
     localrule: True
@@ -32,7 +32,7 @@ rule official_test:
         out_dir=subpath(output.metrics, parent=True),
         cache=subpath(input.cache, parent=True),
         folds=official_test_folds,
-        settings=settings_args,
+        settings=settings_options("official-test"),
     log:
         "results/{dataset}/logs/official_test/{run}.log",
     benchmark:

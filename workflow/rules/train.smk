@@ -12,7 +12,7 @@ rule train:
     params:
         out_dir=subpath(output.model, parent=True),
         cache=subpath(input.cache, parent=True),
-        settings=settings_args,
+        settings=settings_options("train"),
         # Resume state, saved every epoch; not an output, so Snakemake keeps it when a killed job reruns.
         checkpoint="results/{dataset}/checkpoints/{run}/fold{fold}/resume.pt",
     log:
@@ -41,7 +41,7 @@ rule evaluate:
         metrics="results/{dataset}/runs/{run}/fold{fold}/metrics.json",
     params:
         cache=subpath(input.cache, parent=True),
-        settings=settings_args,
+        settings=settings_options("evaluate"),
     log:
         "results/{dataset}/logs/evaluate/{run}/fold{fold}.log",
     benchmark:

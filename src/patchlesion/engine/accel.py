@@ -13,22 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
+from patchlesion.engine.settings import SWITCHES, parse_switch
 from patchlesion.errors import PatchlesionError
 
 __all__ = ["SWITCHES", "Acceleration", "parse_switch", "resolve_device", "to_channels_last"]
-
-#: Values of the ``amp`` and ``channels_last`` settings.
-SWITCHES = ("auto", "true", "false")
-
-
-def parse_switch(name: str, value) -> str:
-    """Normalise an ``auto``/``true``/``false`` setting (YAML booleans accepted)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    text = str(value).strip().lower()
-    if text not in SWITCHES:
-        raise PatchlesionError(f"{name} must be one of {', '.join(SWITCHES)}, got {value!r}.")
-    return text
 
 
 def to_channels_last(crops: torch.Tensor) -> torch.Tensor:

@@ -62,7 +62,7 @@ def evaluate_run(
     training_record = Path(model_path).with_name("run.json")  # the training job's settings and provenance
     metrics["provenance"] = {
         "training": str(training_record) if training_record.is_file() else None,
-        "settings": settings.to_dict(), "wall_seconds": time.perf_counter() - started, **provenance(device),
+        "settings": settings.to_dict("evaluate"), "wall_seconds": time.perf_counter() - started, **provenance(device),
     }  # fmt: skip
     Path(metrics_path).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

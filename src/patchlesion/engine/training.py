@@ -67,6 +67,7 @@ class _Fold:
     forward: object
     scaler: object
     batches: TrainingInput
+    batch_images: int
     sampler: EpochSampler
     criterion: object
     optimizer: torch.optim.Optimizer
@@ -167,7 +168,8 @@ def _set_up(
     return _Fold(
         spec=spec, settings=settings, fold=fold, out_dir=out_dir, device=device, seed=seed, generator=generator,
         train_ids=train_ids, val_labels=labels.loc[val_ids].to_numpy(), train_labels=train_labels, val_images=val_images,
-        model=model, accel=accel, forward=forward, scaler=scaler, batches=batches, sampler=sampler, criterion=criterion,
+        model=model, accel=accel, forward=forward, scaler=scaler, batches=batches,
+        batch_images=settings.images_per_batch(strategy.plain), sampler=sampler, criterion=criterion,
         optimizer=optimizer, scheduler=scheduler, stateful=stateful, run_hash=run_hash, started=started,
     )  # fmt: skip
 
@@ -191,7 +193,7 @@ def _train_epoch(run: _Fold, epoch: int) -> dict:
     order = run.sampler.epoch_order()  # positions into the training list (Sec. II-F sampling)
     loss_sum, seen = 0.0, 0
     # drop_last=False, as the authors' loader; crops (B, N, 3, s, s) on the device
-    for idx, crops in run.batches.iterate(order, run.settings.batch_size, run.generator):
+    for idx, crops in run.batches.iterate(order, run.batch_images, run.generator):
         target = run.train_labels[idx].to(run.device, non_blocking=True)
         with run.accel.autocast():
             loss = run.criterion(run.forward(crops), target, idx.to(run.device))

@@ -1,0 +1,244 @@
+"""Command handlers of ``patchlesion``: each reads its files, delegates to the package and logs what
+it wrote; the science lives in :mod:`patchlesion.method`, :mod:`patchlesion.data`,
+:mod:`patchlesion.engine` and :mod:`patchlesion.results`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from patchlesion.engine.settings import TrainSettings
+from patchlesion.errors import PatchlesionError
+
+log = logging.getLogger("patchlesion")
+
+
+def _read_csv(path: str, what: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype={"image_id": str})
+    except (OSError, pd.errors.ParserError) as error:
+        raise PatchlesionError(f"{path}: cannot read the {what} ({error}).") from error
+
+
+def lease_gpu(device: str | None) -> None:
+    """One GPU per job: on a multi-GPU workstation, lease a free device before CUDA starts
+    (:mod:`patchlesion.engine.gpulease`); ``device`` ``auto`` or ``cuda`` asks for one."""
+    if device in ("auto", "cuda"):
+        from patchlesion.engine.gpulease import lease_device
+
+        lease_device()
+
+
+def use_weight_cache(torch_home: str | None) -> None:
+    """Point ``TORCH_HOME`` at the ImageNet weight cache (default: $TORCH_HOME or resources/torch)."""
+    if torch_home:
+        import os
+
+        os.environ["TORCH_HOME"] = torch_home
+
+
+def limit_threads(threads: int | None) -> None:
+    """CPU threads of PyTorch (the job's ``threads``); None: PyTorch's default."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def start_job(args: argparse.Namespace) -> None:
+    """Before a command runs a model: lease a GPU, point at the weight cache, limit the threads
+    (each where the command has the option)."""
+    lease_gpu(getattr(args, "device", None))
+    use_weight_cache(getattr(args, "torch_home", None))
+    limit_threads(getattr(args, "threads", None))
+
+
+def cmd_synthesize(args: argparse.Namespace) -> None:
+    from patchlesion.data.synthetic import make_synthetic_ham10000
+
+    meta = make_synthetic_ham10000(args.out, n_images=args.n_images, image_size=tuple(args.image_size), seed=args.seed)
+    log.info("wrote %d synthetic images of %d lesions to %s", len(meta), meta["lesion_id"].nunique(), args.out)
+    log.info("images per class: %s", meta["dx"].value_counts().to_dict())
+
+
+def cmd_index(args: argparse.Namespace) -> None:
+    from patchlesion.data.ham10000 import read_dataset
+
+    index = read_dataset(args.data_dir)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    index.to_csv(args.out, index=False)
+    sizes = index.groupby(["width", "height"]).size().to_dict()
+    log.info("indexed %d images of %d lesions from %s; sizes %s", len(index), index["lesion_id"].nunique(), args.data_dir, sizes)
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    import time
+
+    from patchlesion.data.cache import prepare_cache
+
+    index = _read_csv(args.index, "image index")
+    started = time.perf_counter()
+    manifest = prepare_cache(index, tuple(args.image_size), args.out, threads=args.threads)
+    size_gb = np.prod(manifest["shape"]) / 1e9
+    log.info("decoded %d images into %s (%s, %.2f GB) in %.1f s; source sha256 %s", len(index), args.out,
+             "x".join(map(str, manifest["shape"])), size_gb, time.perf_counter() - started, manifest["source_sha256"])  # fmt: skip
+
+
+def cmd_split(args: argparse.Namespace) -> None:
+    from patchlesion.data.splits import check_split, published_split, split_summary, stratified_split
+
+    index = _read_csv(args.index, "image index")
+    if args.method == "published":
+        split = published_split(index)
+    else:
+        split = stratified_split(index, seed=args.seed)
+    check_split(index, split)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    split.to_csv(args.out, index=False)
+    log.info("%s split written to %s:\n%s", args.method, args.out, split_summary(index, split).to_string())
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from patchlesion.engine.training import train_run
+    from patchlesion.method.runs import RunSpec
+
+    start_job(args)
+    spec = RunSpec.from_name(args.run).check_registries()
+    index, split = _read_csv(args.index, "image index"), _read_csv(args.split, "split")
+    settings = TrainSettings.from_args(args)
+    train_run(spec, settings, index, split, args.fold, args.out_dir, checkpoint=args.checkpoint, cache=args.cache)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from patchlesion.engine.evaluate import evaluate_run
+    from patchlesion.method.runs import RunSpec
+
+    start_job(args)
+    spec = RunSpec.from_name(args.run).check_registries()
+    index, split = _read_csv(args.index, "image index"), _read_csv(args.split, "split")
+    settings = TrainSettings.from_args(args)  # the data geometry and device; training-only settings unused
+    metrics = evaluate_run(spec, settings, index, split, args.fold, args.model, args.predictions, args.metrics, cache=args.cache)
+    log.info(
+        "run %s fold %d on %d test images: MC-sensitivity %.3f, MC-specificity %.3f, F1 %.3f",
+        spec.name, args.fold, metrics["n_images"], metrics["mc_sensitivity"], metrics["mc_specificity"], metrics["f1"],
+    )  # fmt: skip
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    from patchlesion.results.tables import summarise_runs, write_table
+
+    table = summarise_runs(args.metrics, args.table, dict(args.label or []), reference=args.reference, seed=args.seed)
+    write_table(table, args.csv, args.markdown, title=args.title or f"Table {args.table}", tex_path=args.latex)
+    log.info("table %s with %d rows written to %s", args.table, len(table), ", ".join(p for p in (args.csv, args.markdown, args.latex) if p))
+
+
+
+
+def cmd_table_figures(args: argparse.Namespace) -> None:
+    from patchlesion.results.figures import write_table_figures
+
+    best = write_table_figures(args.metrics, args.table, dict(args.label or []), args.confusion, args.curves)
+    log.info("table %s figures written: best run %s", args.table, best)
+
+
+def cmd_figure4(args: argparse.Namespace) -> None:
+    from patchlesion.data.images import load_image
+    from patchlesion.data.splits import select
+    from patchlesion.engine.predict import attention_columns, predict_images
+    from patchlesion.method.classes import CLASSES
+    from patchlesion.method.crops import crop_grid
+    from patchlesion.results.figures import figure4
+
+    start_job(args)
+    index, split = _read_csv(args.index, "image index"), _read_csv(args.split, "split")
+    test = index.set_index("image_id").loc[select(split, args.fold, "test")].reset_index()
+    chosen = test.sort_values("image_id").groupby("class_name", sort=False).head(args.images_per_class)
+    chosen = chosen.sort_values(["label", "image_id"])
+    frame = predict_images(args.run, args.model, list(chosen["path"]), tuple(args.image_size), args.crop_size, args.device)
+    weights = frame[attention_columns(frame)].to_numpy()
+    images = [load_image(path, tuple(args.image_size)) for path in chosen["path"]]
+    positions = crop_grid(weights.shape[1], tuple(args.image_size), args.crop_size)
+    figure4(images, positions, args.crop_size, weights, list(chosen["class_name"]), [args.out, str(Path(args.out).with_suffix(".pdf"))],
+            title=f"Attention weights, {args.run}, fold {args.fold}", predicted_classes=list(frame["predicted_class"]), class_order=CLASSES)  # fmt: skip
+    log.info("figure 4 written to %s (%d test images)", args.out, len(chosen))
+
+
+def cmd_figure5(args: argparse.Namespace) -> None:
+    from patchlesion.results.figures import write_figure5
+
+    write_figure5(args.metrics, args.out, args.csv)
+    log.info("figure 5 written to %s", args.out)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from patchlesion.results.report import write_report
+
+    write_report(args.results, args.dataset, args.preset, args.out, dict(args.table_dataset or []))
+    log.info("report written to %s", args.out)
+
+
+def cmd_official_test(args: argparse.Namespace) -> None:
+    from patchlesion.engine.official_test import evaluate_official_test
+    from patchlesion.method.runs import RunSpec
+
+    start_job(args)
+    spec = RunSpec.from_name(args.run).check_registries()
+    index = _read_csv(args.index, "image index of the official test set")
+    settings = TrainSettings.from_args(args)  # the data geometry and device; training-only settings unused
+    metrics = evaluate_official_test(spec, settings, index, args.folds, args.models, args.out_dir, cache=args.cache)
+    folds = ", ".join(f"fold {f['fold']} {f['balanced_multiclass_accuracy']:.3f}" for f in metrics["folds"])
+    log.info("run %s on %d official test images: balanced multiclass accuracy %s; ensemble %.3f",
+             spec.name, metrics["n_images"], folds, metrics["ensemble"]["balanced_multiclass_accuracy"])  # fmt: skip
+
+
+def cmd_official_table(args: argparse.Namespace) -> None:
+    from patchlesion.results.leaderboard import summarise_official_runs, write_official_table
+
+    table = summarise_official_runs(args.metrics, dict(args.label or []), args.heldout_metrics or [])
+    write_official_table(table, args.csv, args.markdown, args.latex, args.title)
+    log.info("official test set table with %d rows written to %s", len(table), args.markdown)
+
+
+def cmd_convert_derm7pt(args: argparse.Namespace) -> None:
+    from patchlesion.data.derm7pt import convert_release
+
+    meta = convert_release(args.release, args.out, split=args.split, image_size=tuple(args.image_size))
+    split = pd.read_csv(Path(args.out) / "split.csv")
+    log.info("converted %d derm7pt cases to %s: %s", len(meta), args.out, meta["dx"].value_counts().to_dict())
+    log.info("%s split: %d test, %d training images", args.split, int((split["part"] == 0).sum()), int(split["part"].isin([2, 3]).sum()))
+
+
+def cmd_fetch_weights(args: argparse.Namespace) -> None:
+    from patchlesion.data.acquire.weights import fetch_weights
+
+    for name in args.backbones:
+        path = fetch_weights(name, home=args.torch_home)
+        log.info("%s weights ready at %s", name, path)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from patchlesion.engine.predict import predict_images, write_overlays
+
+    start_job(args)
+    frame = predict_images(args.run, args.model, args.images, tuple(args.image_size), args.crop_size, args.device)
+    if args.output is None:
+        frame.to_csv(sys.stdout, index=False, float_format="%.6f")
+    else:
+        output = Path(args.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if output.suffix.lower() == ".json":
+            output.write_text(frame.to_json(orient="records", indent=2) + "\n")
+        else:
+            frame.to_csv(output, index=False, float_format="%.6f")
+        log.info("predictions of %d images written to %s", len(frame), output)
+    if args.overlay_dir is not None:
+        written = write_overlays(frame, args.overlay_dir)
+        if written:
+            log.info("%d attention overlays written to %s", len(written), args.overlay_dir)
+        else:
+            log.warning("run %s has no patch attention: no overlays written", args.run)

@@ -1,0 +1,244 @@
+"""The ``patchlesion`` argument parser: one small function per subcommand. The options of the
+training settings are generated from :class:`patchlesion.engine.settings.TrainSettings`, so a new
+setting needs no change here."""
+
+from __future__ import annotations
+
+import argparse
+
+from patchlesion.cli import commands
+from patchlesion.engine.settings import TrainSettings
+
+__all__ = ["build_parser"]
+
+DESCRIPTION = """Command-line interface: every step of the workflow, usable without Snakemake.
+
+    patchlesion synthesize --out resources/synthetic --n-images 800 --image-size 200 150
+    patchlesion index --data-dir resources/synthetic --out results/synthetic/index.csv
+    patchlesion prepare --index results/synthetic/index.csv --image-size 600 450 --out results/synthetic/cache/600x450
+    patchlesion split --index results/synthetic/index.csv --method stratified --out results/synthetic/split.csv
+    patchlesion train --index ... --split ... --fold 1 --run tiny-multi_crop-nc9-mean-loss_weighting-k1 --out-dir DIR
+    patchlesion evaluate --index ... --split ... --fold 1 --run NAME --model DIR/model.pt --predictions P --metrics M
+    patchlesion table --table II --metrics results/*/runs/*/fold*/metrics.json --csv T.csv --markdown T.md
+    patchlesion predict --run NAME --model DIR/model.pt IMAGE.jpg [...] --output P.csv --overlay-dir DIR
+    patchlesion download-ham10000 --out resources/ham10000 --downloads resources/downloads/ham10000
+    patchlesion convert-derm7pt --release /data/derm7pt/release_v0 --out resources/derm7pt --split official
+
+`patchlesion COMMAND --help` lists a command's options with their defaults.
+"""
+
+#: Example run name in the help texts.
+RUN_EXAMPLE = "canonical run name, e.g. densenet121-multi_crop-nc9-mean-loss_weighting-k1"
+PNG_HELP = "PNG path (a PDF is written beside it)"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's line breaks and shows each option's default where it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required or action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def _command(sub, name: str, text: str, func) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def _add_settings(parser: argparse.ArgumentParser, command: str, title: str) -> None:
+    """The settings that ``command`` takes (:meth:`TrainSettings.cli_options`), as one option group."""
+    group = parser.add_argument_group(title)
+    for flag, options in TrainSettings.cli_options(command):
+        group.add_argument(flag, **options)
+
+
+def _add_job_options(parser: argparse.ArgumentParser, *, cache: bool = True, torch_home: bool = False) -> None:
+    """Options of how a job runs on this machine (not the method): threads, image cache, weight cache."""
+    group = parser.add_argument_group("job")
+    group.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    if cache:
+        group.add_argument("--cache", default=None, help="prepared image cache directory (patchlesion prepare); default: decode the images")
+    if torch_home:
+        group.add_argument("--torch-home", default=None, help="weight cache folder (default: $TORCH_HOME or resources/torch)")
+
+
+def _add_fold_inputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", required=True)
+    parser.add_argument("--split", required=True)
+    parser.add_argument("--fold", type=int, required=True, choices=[1, 2, 3])
+    parser.add_argument("--run", required=True, help=RUN_EXAMPLE)
+
+
+def _add_synthesize(sub) -> None:
+    p = _command(sub, "synthesize", "write a synthetic HAM10000-like dataset", commands.cmd_synthesize)
+    p.add_argument("--out", required=True)
+    p.add_argument("--n-images", type=int, default=10015)
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"), default=[600, 450])
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _add_index(sub) -> None:
+    p = _command(sub, "index", "validate a HAM10000-format directory and list its images", commands.cmd_index)
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--out", required=True)
+
+
+def _add_prepare(sub) -> None:
+    text = "decode every image of an index once into a uint8 cache (images.u8 + manifest.json)"
+    p = _command(sub, "prepare", text, commands.cmd_prepare)
+    p.add_argument("--index", required=True)
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"), default=[600, 450])
+    p.add_argument("--out", required=True, help="cache directory, e.g. results/ham10000/cache/600x450")
+    p.add_argument("--threads", type=int, default=1, help="decoding threads")
+
+
+def _add_split(sub) -> None:
+    p = _command(sub, "split", "4-way split: part 0 = test, parts 1-3 = cross-validation", commands.cmd_split)
+    p.add_argument("--index", required=True)
+    p.add_argument("--method", choices=["stratified", "published"], default="stratified")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+
+
+def _add_train(sub) -> None:
+    p = _command(sub, "train", "train one run on one fold", commands.cmd_train)
+    _add_fold_inputs(p)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--checkpoint", default=None, help="resume state, saved every epoch, deleted at the end (resumable training)")
+    _add_settings(p, "train", "training settings (Sec. II-G)")
+    _add_job_options(p, torch_home=True)
+
+
+def _add_evaluate(sub) -> None:
+    p = _command(sub, "evaluate", "evaluate a fold's model on the test part", commands.cmd_evaluate)
+    _add_fold_inputs(p)
+    p.add_argument("--model", required=True)
+    p.add_argument("--predictions", required=True)
+    p.add_argument("--metrics", required=True)
+    _add_settings(p, "evaluate", "data geometry and device (the training values)")
+    _add_job_options(p)
+
+
+def _add_table(sub) -> None:
+    p = _command(sub, "table", "paper-style table (mean ± std over folds) with the paper's numbers", commands.cmd_table)
+    p.add_argument("--table", default="II")
+    p.add_argument("--metrics", nargs="+", required=True)
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--title", default=None)
+    p.add_argument("--label", nargs=2, action="append", metavar=("RUN", "ROW"), help="the paper's row label of a run")
+    p.add_argument("--latex", default=None, help="also write a booktabs LaTeX table")
+    p.add_argument("--reference", default=None, help="row label the paired bootstrap intervals compare with")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+
+def _add_table_figures(sub) -> None:
+    text = "confusion matrix of a table's best run and training curves of its runs"
+    p = _command(sub, "table-figures", text, commands.cmd_table_figures)
+    p.add_argument("--table", required=True)
+    p.add_argument("--metrics", nargs="+", required=True)
+    p.add_argument("--label", nargs=2, action="append", metavar=("RUN", "ROW"))
+    p.add_argument("--title", default=None)
+    p.add_argument("--confusion", required=True, help=PNG_HELP)
+    p.add_argument("--curves", required=True, help=PNG_HELP)
+
+
+def _add_figure4(sub) -> None:
+    p = _command(sub, "figure4", "Fig. 4: attention weights of a model on test images", commands.cmd_figure4)
+    p.add_argument("--index", required=True)
+    p.add_argument("--split", required=True)
+    p.add_argument("--run", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--fold", type=int, default=1)
+    p.add_argument("--images-per-class", type=int, default=3)
+    p.add_argument("--out", required=True, help=PNG_HELP)
+    _add_settings(p, "figure4", "data geometry and device (the training values)")
+    _add_job_options(p, cache=False)
+
+
+def _add_figure5(sub) -> None:
+    p = _command(sub, "figure5", "Fig. 5: MC-sensitivity against patch dropout, one line per NC", commands.cmd_figure5)
+    p.add_argument("--metrics", nargs="+", required=True)
+    p.add_argument("--out", required=True, help=PNG_HELP)
+    p.add_argument("--csv", required=True, help="the plotted numbers")
+
+
+def _add_report(sub) -> None:
+    p = _command(sub, "report", "results/REPORT.md linking every table and figure", commands.cmd_report)
+    p.add_argument("--results", default="results")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--preset", default="paper")
+    p.add_argument("--table-dataset", nargs=2, action="append", metavar=("TABLE", "DATASET"),
+                   help="a table computed on another dataset, e.g. IV derm7pt")  # fmt: skip
+    p.add_argument("--out", required=True)
+
+
+def _add_official_test(sub) -> None:
+    text = "predict an official test set (all images) with each fold model and their ensemble; leaderboard score"
+    p = _command(sub, "official-test", text, commands.cmd_official_test)
+    p.add_argument("--index", required=True, help="index.csv of the official test set")
+    p.add_argument("--run", required=True)
+    p.add_argument("--folds", type=int, nargs="+", required=True)
+    p.add_argument("--models", nargs="+", required=True, help="one model file per fold, in the order of --folds")
+    p.add_argument("--out-dir", required=True)
+    _add_settings(p, "official-test", "data geometry and device (the training values)")
+    _add_job_options(p)
+
+
+def _add_official_table(sub) -> None:
+    text = "table of the official test set: fold-model and ensemble balanced multiclass accuracy"
+    p = _command(sub, "official-table", text, commands.cmd_official_table)
+    p.add_argument("--metrics", nargs="+", required=True, help="metrics.json files written by official-test")
+    p.add_argument("--heldout-metrics", nargs="+", default=None, help="the runs' test-part metrics.json (evaluate), for comparison")
+    p.add_argument("--label", nargs=2, action="append", metavar=("RUN", "ROW"))
+    p.add_argument("--title", default="Official test set (ISIC 2018 Task 3)")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--latex", required=True)
+
+
+def _add_convert_derm7pt(sub) -> None:
+    text = "derm7pt (SPC) release_v0 -> a HAM10000-format folder with split.csv (Table IV)"
+    p = _command(sub, "convert-derm7pt", text, commands.cmd_convert_derm7pt)
+    p.add_argument("--release", required=True, help="the unpacked derm7pt release_v0 folder (meta/, images/)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--split", choices=["official", "authors"], default="official",
+                   help="test set: the official one (train + valid vs test) or the authors' (their indices_sp.pkl)")  # fmt: skip
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"), default=[600, 450])
+
+
+def _add_fetch_weights(sub) -> None:
+    text = "download ImageNet weights into the local cache (checksum verified)"
+    p = _command(sub, "fetch-weights", text, commands.cmd_fetch_weights)
+    p.add_argument("backbones", nargs="+")
+    p.add_argument("--torch-home", default=None, help="cache folder (default: $TORCH_HOME or resources/torch)")
+
+
+def _add_predict(sub) -> None:
+    text = "classify images with a trained model (CSV to stdout, or --output .csv/.json)"
+    p = _command(sub, "predict", text, commands.cmd_predict)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--run", required=True, help="canonical run name the model was trained as")
+    p.add_argument("--model", required=True, help="model.pt of a training run (weights only)")
+    p.add_argument("--output", default=None, help="FILE.csv or FILE.json (default: CSV to stdout)")
+    p.add_argument("--overlay-dir", default=None, help="attention models: write <image stem>_attention.png here")
+    _add_settings(p, "predict", "data geometry and device (the training values)")
+    _add_job_options(p, cache=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``patchlesion`` argument parser."""
+    from patchlesion.data.acquire.datasets import add_commands as add_download_commands
+
+    parser = argparse.ArgumentParser(prog="patchlesion", description=DESCRIPTION, formatter_class=HelpFormatter)
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_synthesize, _add_index, _add_prepare, _add_split, _add_train, _add_evaluate, _add_table, _add_table_figures,
+                _add_figure4, _add_figure5, _add_report, _add_official_test, _add_official_table, _add_convert_derm7pt,
+                _add_fetch_weights):  # fmt: skip
+        add(sub)
+    add_download_commands(sub)  # download-ham10000, download-isic2018-test
+    _add_predict(sub)
+    return parser
