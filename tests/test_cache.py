@@ -12,7 +12,6 @@ from PIL import Image
 
 from patchlesion.cli import main
 from patchlesion.data.cache import IMAGES_FILE, MANIFEST_FILE, ImageCache, prepare_cache
-from patchlesion.data.ham10000 import read_dataset
 from patchlesion.data.images import load_indexed
 from patchlesion.engine.batches import TrainingInput, image_source
 from patchlesion.errors import PatchlesionError

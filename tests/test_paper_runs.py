@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from sklearn.metrics import balanced_accuracy_score
 
 from patchlesion.data.ham10000 import read_dataset
 from patchlesion.data.splits import stratified_split
@@ -66,5 +67,7 @@ def test_every_paper_run_trains_and_evaluates(name, tiny_data):
     history = train_run(spec, settings, index, split, 1, out)
     assert len(history) == 1 and history["train_loss"].notna().all()
     metrics = evaluate_run(spec, settings, index, split, 1, out / "model_last.pt", out / "p.csv", out / "m.json")
-    assert 0.0 <= metrics["mc_sensitivity"] <= 1.0
-    assert len(pd.read_csv(out / "p.csv")) == (split["part"] == 0).sum()
+    predictions = pd.read_csv(out / "p.csv")
+    assert len(predictions) == (split["part"] == 0).sum()
+    # recomputed from the predictions with scikit-learn (mean per-class recall), not trusted
+    assert metrics["mc_sensitivity"] == pytest.approx(balanced_accuracy_score(predictions["true_class"], predictions["predicted_class"]))

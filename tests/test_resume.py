@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -56,6 +57,12 @@ def _run(command: list[str]) -> str:
     return result.stderr
 
 
+def _head_of(path: Path) -> str:
+    """``git rev-parse HEAD`` of the checkout holding ``path``; ``unknown`` outside one (as provenance says)."""
+    result = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
 def _same_weights(a: Path, b: Path) -> None:
     first, second = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
     assert first.keys() == second.keys()
@@ -95,8 +102,11 @@ def test_killed_training_resumes_to_the_uninterrupted_result(data):
     assert straight["best"].any()
     info = json.loads((data / "killed" / "run.json").read_text())
     assert info["resumed_from_epoch"] == finished + 1 and len(info["epoch_seconds"]) == EPOCHS
-    assert info["seed"] == 1  # run_seed(0, fold 1) and info["settings"]["epochs"] == EPOCHS and len(info["settings_hash"]) == 16
-    assert info["versions"]["torch"] == torch.__version__.split("+")[0] and info["machine"]["device"] == "cpu" and info["git"]["commit"]
+    assert info["seed"] == 1000 * 0 + 1  # run_seed(seed 0, fold 1)
+    assert info["settings"]["epochs"] == EPOCHS and info["settings"]["lr_halving_epochs"] == [3, 5]
+    assert re.fullmatch(r"[0-9a-f]{16}", info["settings_hash"])
+    assert info["versions"]["torch"] == torch.__version__.split("+")[0] and info["machine"]["device"] == "cpu"
+    assert info["git"]["commit"] == _head_of(SRC)  # the checkout's HEAD, not "unknown"
     assert not checkpoint.exists() and not checkpoint.parent.exists()  # removed once the outputs are complete
 
 

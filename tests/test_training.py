@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import balanced_accuracy_score
 
 from patchlesion.cli import main
 from patchlesion.method.classes import CLASSES
@@ -63,6 +64,9 @@ def test_evaluation_writes_probabilities_and_metrics(data):
     metrics = json.loads((data / "m.json").read_text())
     for key in ("mc_sensitivity", "mc_specificity", "f1", "macro_f1", "accuracy", "per_class_recall", "per_class_auc"):
         assert key in metrics
+    # recomputed from the predictions with scikit-learn, not trusted
+    assert metrics["mc_sensitivity"] == pytest.approx(balanced_accuracy_score(predictions["true_class"], predictions["predicted_class"]))
+    assert metrics["accuracy"] == pytest.approx((predictions["true_class"] == predictions["predicted_class"]).mean())
     assert metrics["n_images"] == len(predictions) and metrics["run"] == RUN
 
 
