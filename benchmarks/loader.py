@@ -64,7 +64,7 @@ GRID_JOBS, EPOCHS, TRAIN_IMAGES, VAL_IMAGES, VALIDATIONS = 216, 50, 5003, 2501, 
 
 class ReleasedCodeDataset(torch.utils.data.Dataset):
     """Per-sample PIL decode and PIL/torchvision augmentation, as the authors' ``ISICDataset_custom``
-    with ordered crops and patch dropout (METHOD §3.2, §6): the baseline."""
+    with ordered crops and patch dropout (docs/method.md §3.2, §6): the baseline."""
 
     def __init__(self, paths: list[str]):
         from torchvision import transforms

@@ -2,7 +2,7 @@
 
 Reference: each image on its own through torchvision's RandomHorizontalFlip, RandomVerticalFlip and
 ColorJitter(brightness=32/255, saturation=0.5) (on the float tensor, and on the PIL image as the
-released code), then the ordered crops and patch dropout drawn per crop (METHOD §3.2, §6); for
+released code), then the ordered crops and patch dropout drawn per crop (docs/method.md §3.2, §6); for
 Multi-Crop, torchvision's RandomCrop first. Per-sample statistics of 1000 samples from each path
 are compared with two-sample Kolmogorov-Smirnov tests at fixed seeds.
 """

@@ -1,11 +1,11 @@
-"""Crop grid (METHOD §3.1) and batched crop cutting."""
+"""Crop grid (docs/method.md §3.1) and batched crop cutting."""
 
 import pytest
 import torch
 
 from patchlesion.method.crops import crop_grid, cut_crops, random_crop_positions
 
-# Top-left (row, col) of each crop on 600x450 images with 224 px crops, in model order (METHOD §3.1).
+# Top-left (row, col) of each crop on 600x450 images with 224 px crops, in model order (docs/method.md §3.1).
 PAPER_GRIDS = {
     5: [(0, 0), (0, 376), (226, 0), (226, 376), (113, 188)],
     9: [(0, 0), (0, 188), (0, 376), (113, 0), (113, 188), (113, 376), (226, 0), (226, 188), (226, 376)],

@@ -117,7 +117,7 @@ def test_learning_rate_halves_at_epochs_19_29_39_49():
 
 
 def test_class_weights_on_published_fold_equal_the_method_reference():
-    # METHOD §5.1: authors' fold 0 (our fold 1: trains on parts 2 and 3, N = 4993), order MEL..VASC
+    # docs/method.md §5.1: authors' fold 0 (our fold 1: trains on parts 2 and 3, N = 4993), order MEL..VASC
     table = load_published_table()
     split = published_split(table)
     train = set(select(split, 1, "train"))

@@ -63,7 +63,7 @@ def test_class_present_only_as_the_zero_weight_image_is_left_out():
 
 
 def _scorer_reference(truth: np.ndarray, probabilities: np.ndarray, weights: np.ndarray) -> float:
-    """isic-challenge-scoring's aggregate as its source describes it (DATA_SOURCES §6), on DataFrames."""
+    """isic-challenge-scoring's aggregate as its source describes it (docs/data.md §6), on DataFrames."""
     categories = pd.Index(CLASSES)
 
     def labels(frame):

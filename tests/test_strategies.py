@@ -1,4 +1,4 @@
-"""Input strategies (Sec. II-D; METHOD §3): Downsampling, Single-Crop, Multi-Crop, Ordered-Crop with
+"""Input strategies (Sec. II-D; docs/method.md §3): Downsampling, Single-Crop, Multi-Crop, Ordered-Crop with
 patch dropout. Exact checks against slicing and ``interpolate``, statistical checks of the random parts."""
 
 import math

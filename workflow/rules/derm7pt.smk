@@ -1,5 +1,5 @@
 # derm7pt, the seven-point checklist dataset (SPC) of Table IV: converted from the registered
-# release_v0 folder into a HAM10000-format folder with its split (METHOD §8).
+# release_v0 folder into a HAM10000-format folder with its split (docs/method.md §8).
 if config["derm7pt_dir"]:
 
     rule convert_derm7pt:

@@ -3,7 +3,7 @@
 derm7pt (Kawahara et al., IEEE JBHI 2019) needs a registration at https://derm.cs.sfu.ca; its
 ``release_v0`` folder holds ``meta/meta.csv`` (one row per case), the official split
 ``meta/{train,valid,test}_indexes.csv`` (0-based rows of meta.csv) and ``images/<folder>/<file>``.
-The conversion follows the authors' ``gen_sevenpoint.py`` (METHOD §8), without its bugs:
+The conversion follows the authors' ``gen_sevenpoint.py`` (docs/method.md §8), without its bugs:
 
 * only each case's dermoscopic image (column ``derm``) is used; clinical images are ignored;
 * the diagnosis is mapped to a HAM10000 class by substring, in the authors' priority order
@@ -23,7 +23,7 @@ follow_up, no further examination → consensus); only diagnosis-guided weightin
 
 * part 0, the test set: the official test cases (``official``, the default: train + valid vs test,
   as the paper says) or the authors' test set (``authors``: their ``indices_sp.pkl``, whose
-  off-by-one case matching gives a different split, METHOD §8, shipped as
+  off-by-one case matching gives a different split, docs/method.md §8, shipped as
   ``patchlesion/data/authors_sp_split.csv``);
 * part 1, fold 1's validation part: the same test images again. The paper has no validation set
   for SPC and the authors' code validates on the test set, so the best-validation model is chosen
@@ -75,7 +75,7 @@ MANAGEMENT_TO_DX_TYPE: dict[str, str] = {
     "no further examination": "consensus",
 }
 
-#: Which cases form the test set: the official derm7pt split or the authors' (METHOD §8).
+#: Which cases form the test set: the official derm7pt split or the authors' (docs/method.md §8).
 SPLITS: tuple[str, ...] = ("official", "authors")
 
 #: The split parts of the official index files.
@@ -269,7 +269,7 @@ def convert_release(
     split: str = "official",
     image_size: tuple[int, int] = (600, 450),
 ) -> pd.DataFrame:
-    """Convert derm7pt ``release_v0`` into a HAM10000-format folder ``out`` (METHOD §8).
+    """Convert derm7pt ``release_v0`` into a HAM10000-format folder ``out`` (docs/method.md §8).
 
     Writes ``out/HAM10000_metadata.csv`` (lesion_id, image_id, dx, dx_type, age, sex, localization,
     then diagnosis, management, derm, official_part, authors_part), ``out/images/SPC_xxxx.jpg``

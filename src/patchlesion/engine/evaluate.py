@@ -1,4 +1,4 @@
-"""Test evaluation (Sec. II-B; METHOD §7): each fold's model on the held-out test part."""
+"""Test evaluation (Sec. II-B; docs/method.md §7): each fold's model on the held-out test part."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Predict the ISIC 2018 Task 3 official test set with every fold model of a run and with their ensemble.
 
 The second evaluation protocol of the workflow: the fold models of Table II's runs on the official
-challenge test set, scored as the leaderboard scores (balanced multiclass accuracy, DATA_SOURCES §6).
+challenge test set, scored as the leaderboard scores (balanced multiclass accuracy, docs/data.md §6).
 The scoring and the table live in :mod:`patchlesion.results.leaderboard`; this module only runs the
 models and writes their predictions.
 """

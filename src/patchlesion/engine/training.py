@@ -1,4 +1,4 @@
-"""The training loop (Sec. II-G; METHOD §6): Adam, step-wise halved learning rate, validation at
+"""The training loop (Sec. II-G; docs/method.md §6): Adam, step-wise halved learning rate, validation at
 epoch 1 and every few epochs, best model chosen by validation MC-sensitivity.
 
 :func:`train_run` reads as its steps: set up the fold's data and model (:class:`_Fold`), resume from a

@@ -51,8 +51,8 @@ __all__ = [
 #: ``diagnosis_type_penalty`` (docs/method.md §5.2); costlier ground truth -> larger loss.
 DIAGNOSIS_FACTORS: dict[str, float] = {"consensus": 1.0, "follow_up": 2.0, "confocal": 3.0, "histo": 4.0}
 
-#: Classes whose examples receive their diagnosis factor, per ``diagnosis_scope`` (docs/method.md
-#: §5.2, docs/fidelity.md §5): ``benign`` the paper's text, ``nevus`` the released code's comment,
+#: Classes whose examples receive their diagnosis factor, per ``diagnosis_scope``
+#: (docs/method.md §5.2, docs/fidelity.md §5): ``benign`` the paper's text, ``nevus`` the released code's comment,
 #: ``all`` what the released code effectively did (its nevus test reads a leftover loop variable
 #: that is always NV).
 DIAGNOSIS_SCOPE_CLASSES: dict[str, tuple[str, ...]] = {

@@ -13,7 +13,7 @@ SKIPPED: dict[str, str] = {
     "IV": (
         "**Table IV (derm7pt / SPC)**: skipped: the derm7pt dataset is not provided (`derm7pt_dir` is not "
         "set). It needs a registration at https://derm.cs.sfu.ca; unpack release_v0.zip and run with "
-        "`--config derm7pt_dir=/path/to/release_v0` (converted as METHOD §8: dermoscopic images only, "
+        "`--config derm7pt_dir=/path/to/release_v0` (converted as docs/data.md §8.2 describes: dermoscopic images only, "
         "diagnoses mapped to the HAM10000 classes, resized to 600×450)."
     ),
 }
