@@ -5,6 +5,7 @@ it wrote; the science lives in :mod:`patchlesion.method`, :mod:`patchlesion.data
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -242,3 +243,36 @@ def cmd_predict(args: argparse.Namespace) -> None:
             log.info("%d attention overlays written to %s", len(written), args.overlay_dir)
         else:
             log.warning("run %s has no patch attention: no overlays written", args.run)
+
+
+def _download_settings(args: argparse.Namespace):
+    """The config's ``download`` block (``--settings``, JSON) with the options given on the command line on top."""
+    import dataclasses
+
+    from patchlesion.data.acquire.datasets import DownloadSettings
+
+    try:
+        block = json.loads(args.settings) if args.settings else {}
+    except json.JSONDecodeError as error:
+        raise PatchlesionError(f"--settings: not valid JSON ({error}).") from error
+    settings = DownloadSettings.from_config(block)
+    overrides = {
+        "source": args.source, "dataverse_server": args.server, "dataverse_doi": args.doi,
+        "isic2018_url": args.isic2018_url, "timeout": args.timeout, "retries": args.retries,
+    }  # fmt: skip
+    return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def cmd_download_ham10000(args: argparse.Namespace) -> None:
+    from patchlesion.data.acquire.datasets import download_ham10000
+
+    download_ham10000(args.out, args.downloads, _download_settings(args))
+
+
+def cmd_download_isic2018_test(args: argparse.Namespace) -> None:
+    from patchlesion.data.acquire.datasets import download_isic2018_test, isic2018_test_from_files
+
+    if args.from_files:
+        isic2018_test_from_files(*args.from_files, args.out, scratch=args.downloads)
+    else:
+        download_isic2018_test(args.out, args.downloads, _download_settings(args))

@@ -228,10 +228,30 @@ def _add_predict(sub) -> None:
     _add_job_options(p, cache=False)
 
 
+def _add_downloads(sub) -> None:
+    """Register the download subcommands on the ``patchlesion`` argument parser's subparsers."""
+    for name, text, func in (
+        ("download-ham10000", "download HAM10000 (checksums verified) into a HAM10000-format folder", commands.cmd_download_ham10000),
+        ("download-isic2018-test", "download the ISIC 2018 Task 3 test set into a HAM10000-format folder", commands.cmd_download_isic2018_test),
+    ):
+        p = sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
+        p.add_argument("--out", required=True, help="the dataset folder to create (must not exist or be empty)")
+        p.add_argument("--downloads", default="resources/downloads", help="where raw downloads are kept and resumed")
+        p.add_argument("--source", choices=["dataverse", "isic2018"], default=None, help="default: dataverse")
+        p.add_argument("--settings", default=None, help="the config's `download` block as JSON (the workflow passes it)")
+        p.add_argument("--server", default=None, help="Dataverse server URL (default https://dataverse.harvard.edu)")
+        p.add_argument("--doi", default=None, help="Dataverse dataset DOI (default doi:10.7910/DVN/DBW86T)")
+        p.add_argument("--isic2018-url", default=None, help="base URL of the ISIC 2018 challenge files")
+        p.add_argument("--timeout", type=float, default=None, help="seconds without data before an attempt fails")
+        p.add_argument("--retries", type=int, default=None)
+        if name == "download-isic2018-test":
+            p.add_argument("--from-files", nargs=2, metavar=("IMAGES_ZIP", "GROUND_TRUTH"), default=None,
+                           help="no download: convert these local files")  # fmt: skip
+        p.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``patchlesion`` argument parser."""
-    from patchlesion.data.acquire.datasets import add_commands as add_download_commands
-
     parser = argparse.ArgumentParser(prog="patchlesion", description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -239,6 +259,6 @@ def build_parser() -> argparse.ArgumentParser:
                 _add_figure4, _add_figure5, _add_report, _add_official_test, _add_official_table, _add_convert_derm7pt,
                 _add_fetch_weights):  # fmt: skip
         add(sub)
-    add_download_commands(sub)  # download-ham10000, download-isic2018-test
+    _add_downloads(sub)  # download-ham10000, download-isic2018-test
     _add_predict(sub)
     return parser

@@ -23,7 +23,7 @@ import torch
 from patchlesion.data.cache import CachedImages, ImageCache
 from patchlesion.data.images import load_indexed
 from patchlesion.engine.accel import to_channels_last
-from patchlesion.method.strategies import InputStrategy, OrderedCrop, Workspace
+from patchlesion.method.strategies import InputStrategy, Workspace
 
 __all__ = ["TrainingInput", "image_source"]
 
@@ -38,7 +38,7 @@ def image_source(index: pd.DataFrame, image_ids: list[str], image_size: tuple[in
     return load_indexed(index, list(image_ids), image_size)
 
 
-def _sample_worker(connection, resident: torch.Tensor, outs: list[torch.Tensor], n_crops: int, crop_size: int) -> None:
+def _sample_worker(connection, strategy: InputStrategy, resident: torch.Tensor, outs: list[torch.Tensor], n_crops: int, crop_size: int) -> None:
     """Loop of one sample process: augment the (slot, position, draw) jobs it is sent into the
     shared batch buffer they name, and acknowledge each message once it is done."""
     torch.set_num_threads(1)
@@ -49,7 +49,7 @@ def _sample_worker(connection, resident: torch.Tensor, outs: list[torch.Tensor],
             return
         buffer, jobs = message
         for slot, position, draw in jobs:
-            OrderedCrop.sample_into(outs[buffer][slot], resident[position], n_crops, crop_size, draw, workspace)
+            strategy.sample_into(outs[buffer][slot], resident[position], n_crops, crop_size, draw, workspace)
         connection.send(True)
 
 
@@ -64,7 +64,7 @@ class _SampleProcesses:
 
     BUFFERS = 2
 
-    def __init__(self, processes: int, resident: torch.Tensor, shape: tuple[int, ...], n_crops: int, crop_size: int):
+    def __init__(self, processes: int, strategy: InputStrategy, resident: torch.Tensor, shape: tuple[int, ...], n_crops: int, crop_size: int):
         context = multiprocessing.get_context("fork")
         self.outs = [torch.empty(shape, dtype=torch.float32).share_memory_() for _ in range(self.BUFFERS)]
         self.connections, self.processes = [], []
@@ -72,7 +72,7 @@ class _SampleProcesses:
         self._pending: collections.deque[list] = collections.deque()  # per submission: the busy connections
         for _ in range(processes):
             parent, child = context.Pipe()
-            process = context.Process(target=_sample_worker, args=(child, resident, self.outs, n_crops, crop_size), daemon=True)
+            process = context.Process(target=_sample_worker, args=(child, strategy, resident, self.outs, n_crops, crop_size), daemon=True)
             process.start()
             child.close()
             self.connections.append(parent)
@@ -215,12 +215,12 @@ class TrainingInput:
             if self._processes is not None:
                 self._processes.close()
             shape = (size, self.spec.n_crops, 3, self.crop_size, self.crop_size)
-            self._processes = _SampleProcesses(self._process_count, self.resident, shape, self.spec.n_crops, self.crop_size)
+            self._processes = _SampleProcesses(self._process_count, self.strategy, self.resident, shape, self.spec.n_crops, self.crop_size)
         return self._processes
 
     def _jobs(self, positions, generator: torch.Generator) -> list[tuple]:
         positions = positions.tolist() if isinstance(positions, torch.Tensor) else list(positions)
-        draws = OrderedCrop.draws(len(positions), self.spec, generator)
+        draws = self.strategy.draws(len(positions), self.spec, generator)
         return [(slot, position, draw) for slot, (position, draw) in enumerate(zip(positions, draws))]
 
     def _finish(self, crops: torch.Tensor) -> torch.Tensor:

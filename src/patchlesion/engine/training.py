@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass, field
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd

@@ -44,7 +44,6 @@ def cut_crops(images: torch.Tensor, positions: torch.Tensor, crop_size: int) -> 
     Gathers with advanced indexing, so all crops of a batch are cut in one tensor operation.
     """
     batch, channels = images.shape[:2]
-    n_crops = positions.shape[1]
     offsets = torch.arange(crop_size, device=images.device)
     rows = positions[..., 0, None] + offsets  # (B, N, s)
     cols = positions[..., 1, None] + offsets  # (B, N, s)

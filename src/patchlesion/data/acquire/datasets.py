@@ -109,60 +109,6 @@ LIMITS = Limits()
 
 
 # --------------------------------------------------------------------------------------------------
-# Command line (``patchlesion download-ham10000``, ``patchlesion download-isic2018-test``)
-# --------------------------------------------------------------------------------------------------
-
-
-def add_commands(sub) -> None:
-    """Register the download subcommands on the ``patchlesion`` argument parser's subparsers."""
-    for name, text, func in (
-        ("download-ham10000", "download HAM10000 (checksums verified) into a HAM10000-format folder", _cmd_ham10000),
-        ("download-isic2018-test", "download the ISIC 2018 Task 3 test set into a HAM10000-format folder", _cmd_isic2018_test),
-    ):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("--out", required=True, help="the dataset folder to create (must not exist or be empty)")
-        p.add_argument("--downloads", default="resources/downloads", help="where raw downloads are kept and resumed")
-        p.add_argument("--source", choices=["dataverse", "isic2018"], default=None, help="default: dataverse")
-        p.add_argument("--settings", default=None, help="the config's `download` block as JSON (the workflow passes it)")
-        p.add_argument("--server", default=None, help="Dataverse server URL (default https://dataverse.harvard.edu)")
-        p.add_argument("--doi", default=None, help="Dataverse dataset DOI (default doi:10.7910/DVN/DBW86T)")
-        p.add_argument("--isic2018-url", default=None, help="base URL of the ISIC 2018 challenge files")
-        p.add_argument("--timeout", type=float, default=None, help="seconds without data before an attempt fails")
-        p.add_argument("--retries", type=int, default=None)
-        if name == "download-isic2018-test":
-            p.add_argument("--from-files", nargs=2, metavar=("IMAGES_ZIP", "GROUND_TRUTH"), default=None,
-                           help="no download: convert these local files")  # fmt: skip
-        p.set_defaults(func=func)
-
-
-def _settings_of(args) -> DownloadSettings:
-    import dataclasses
-    import json
-
-    try:
-        block = json.loads(args.settings) if args.settings else {}
-    except json.JSONDecodeError as error:
-        raise PatchlesionError(f"--settings: not valid JSON ({error}).") from error
-    settings = DownloadSettings.from_config(block)
-    overrides = {
-        "source": args.source, "dataverse_server": args.server, "dataverse_doi": args.doi,
-        "isic2018_url": args.isic2018_url, "timeout": args.timeout, "retries": args.retries,
-    }  # fmt: skip
-    return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-
-
-def _cmd_ham10000(args) -> None:
-    download_ham10000(args.out, args.downloads, _settings_of(args))
-
-
-def _cmd_isic2018_test(args) -> None:
-    if args.from_files:
-        isic2018_test_from_files(*args.from_files, args.out, scratch=args.downloads)
-    else:
-        download_isic2018_test(args.out, args.downloads, _settings_of(args))
-
-
-# --------------------------------------------------------------------------------------------------
 # HAM10000
 # --------------------------------------------------------------------------------------------------
 
