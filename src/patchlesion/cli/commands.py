@@ -148,25 +148,13 @@ def cmd_table_figures(args: argparse.Namespace) -> None:
 
 
 def cmd_figure4(args: argparse.Namespace) -> None:
-    from patchlesion.data.images import load_image
-    from patchlesion.data.splits import select
-    from patchlesion.engine.predict import attention_columns, predict_images
-    from patchlesion.method.classes import CLASSES
-    from patchlesion.method.crops import crop_grid
-    from patchlesion.results.figures import figure4
+    from patchlesion.engine.predict import write_figure4
 
     start_job(args)
     index, split = _read_csv(args.index, "image index"), _read_csv(args.split, "split")
-    test = index.set_index("image_id").loc[select(split, args.fold, "test")].reset_index()
-    chosen = test.sort_values("image_id").groupby("class_name", sort=False).head(args.images_per_class)
-    chosen = chosen.sort_values(["label", "image_id"])
-    frame = predict_images(args.run, args.model, list(chosen["path"]), tuple(args.image_size), args.crop_size, args.device)
-    weights = frame[attention_columns(frame)].to_numpy()
-    images = [load_image(path, tuple(args.image_size)) for path in chosen["path"]]
-    positions = crop_grid(weights.shape[1], tuple(args.image_size), args.crop_size)
-    figure4(images, positions, args.crop_size, weights, list(chosen["class_name"]), [args.out, str(Path(args.out).with_suffix(".pdf"))],
-            title=f"Attention weights, {args.run}, fold {args.fold}", predicted_classes=list(frame["predicted_class"]), class_order=CLASSES)  # fmt: skip
-    log.info("figure 4 written to %s (%d test images)", args.out, len(chosen))
+    shown = write_figure4(index, split, args.fold, args.run, args.model, args.images_per_class, tuple(args.image_size), args.crop_size,
+                          args.device, args.out)  # fmt: skip
+    log.info("figure 4 written to %s (%d test images)", args.out, shown)
 
 
 def cmd_figure5(args: argparse.Namespace) -> None:

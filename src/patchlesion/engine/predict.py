@@ -164,3 +164,25 @@ def write_overlays(
         ax.set_title(f"{Path(row['image']).name}: {predicted} ({row[predicted]:.2f})", fontsize=9)
         written += save_figure(fig, [out_dir / name])
     return written
+
+
+def write_figure4(
+    index: pd.DataFrame, split: pd.DataFrame, fold: int, run_name: str, model_path: str | Path, images_per_class: int,
+    image_size: tuple[int, int], crop_size: int, device: str, out: str | Path,
+) -> int:  # fmt: skip
+    """Fig. 4: the attention weights of a fold model on the first ``images_per_class`` test images of
+    each class (by image id, classes in label order), as PNG ``out`` and a PDF beside it. Returns the
+    number of images shown."""
+    from patchlesion.data.splits import select
+    from patchlesion.results.figures import figure4
+
+    test = index.set_index("image_id").loc[select(split, fold, "test")].reset_index()
+    chosen = test.sort_values("image_id").groupby("class_name", sort=False).head(images_per_class)
+    chosen = chosen.sort_values(["label", "image_id"])
+    frame = predict_images(run_name, model_path, list(chosen["path"]), image_size, crop_size, device)
+    weights = frame[attention_columns(frame)].to_numpy()
+    images = [load_image(path, image_size) for path in chosen["path"]]
+    positions = crop_grid(weights.shape[1], image_size, crop_size)
+    figure4(images, positions, crop_size, weights, list(chosen["class_name"]), [str(out), str(Path(out).with_suffix(".pdf"))],
+            title=f"Attention weights, {run_name}, fold {fold}", predicted_classes=list(frame["predicted_class"]), class_order=CLASSES)  # fmt: skip
+    return len(chosen)
