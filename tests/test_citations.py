@@ -26,7 +26,10 @@ CONTINUATION = re.compile(rf"\s*(?:,|;|and|or)\s*{SECTION}\s?(?P<number>{NUMBER}
 #: Any section sign followed by a number, to find those that follow no document name at all.
 ANY_SECTION = re.compile(rf"{SECTION}\s?{NUMBER}")
 
-SKIP_DIRS = {".git", ".venv", "results", "resources", ".snakemake", "__pycache__", ".pytest_cache"}
+#: Folders skipped wherever they are, and output folders skipped at the repository's top level only
+#: (src/patchlesion/results/ is code).
+SKIP_DIRS = {".git", ".venv", ".snakemake", "__pycache__", ".pytest_cache", ".hypothesis"}
+OUTPUT_DIRS = {"results", "resources", "logs"}
 SUFFIXES = {".py", ".smk", ".yaml", ".yml", ".md", ".toml", ".cfg", ".rst", ".txt"}
 HEADING = re.compile(r"^#{1,6}\s+(?P<text>.*?)\s*#*\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
@@ -38,6 +41,8 @@ def text_files(root: Path = ROOT) -> list[Path]:
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
         if any(part in SKIP_DIRS or part.endswith(".egg-info") for part in relative.parts[:-1]):
+            continue
+        if len(relative.parts) > 1 and relative.parts[0] in OUTPUT_DIRS:
             continue
         if not path.is_file():
             continue
@@ -153,3 +158,12 @@ def test_the_citation_finder_on_known_text():
     headings = heading_numbers("# Title\n## 5 Class balancing\n```\n## 7 not a heading\n```\n### 5.2. Diagnosis\n")
     assert has_section(headings, "5") and has_section(headings, "5.2")
     assert not has_section(headings, "7") and not has_section(headings, "2") and not has_section(headings, "5.21")
+
+
+def test_every_source_file_is_read():
+    """The walk reads every module of the package (a skipped folder name must not hide code, as
+    ``results`` once hid src/patchlesion/results/), the tests, the workflow and the docs."""
+    read = set(text_files())
+    for pattern in ("src/**/*.py", "tests/*.py", "workflow/rules/*.smk", "docs/*.md"):
+        expected = set(ROOT.glob(pattern))
+        assert expected and expected <= read, sorted(str(p.relative_to(ROOT)) for p in expected - read)

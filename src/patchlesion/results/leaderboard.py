@@ -6,7 +6,7 @@ now (1,511 images on the HAM10000 Dataverse record), so the workflow also predic
 fold model of every Table II run and with their ensemble
 (:func:`patchlesion.engine.official_test.evaluate_official_test`), and scores both as the challenge
 did: **balanced multiclass accuracy**, the aggregate of ``isic-challenge-scoring classification``
-(DATA_SOURCES §6), reproduced exactly by :func:`balanced_multiclass_accuracy`:
+(docs/data.md §6), reproduced exactly by :func:`balanced_multiclass_accuracy`:
 
 * each image's label is the argmax of its probabilities; an image whose maximum is tied between two
   or more classes is "undecided" and counts as wrong;
