@@ -25,9 +25,11 @@ __all__ = [
     "PRETRAINED",
     "WeightFile",
     "file_sha256",
+    "how_to_get",
     "load_pretrained_state",
     "torch_home",
     "verify_weights",
+    "weight_file",
     "weights_path",
 ]
 
@@ -66,7 +68,8 @@ PRETRAINED: dict[str, WeightFile] = {
 }
 
 
-def _entry(name: str) -> WeightFile:
+def weight_file(name: str) -> WeightFile:
+    """The weight file of backbone ``name``; an error lists the backbones that have one."""
     try:
         return PRETRAINED[name]
     except KeyError:
@@ -89,7 +92,7 @@ def weights_path(name: str, home: str | os.PathLike | None = None) -> Path:
     cache (``~/.cache/torch``) can be reused as ``home``.
     """
     root = Path(home) if home is not None else torch_home()
-    return root / "hub" / "checkpoints" / _entry(name).file
+    return root / "hub" / "checkpoints" / weight_file(name).file
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -114,7 +117,7 @@ def verify_weights(name: str, path: str | os.PathLike) -> None:
 
     Raises :class:`PatchlesionError` naming the file, the expected and the actual hash.
     """
-    entry = _entry(name)
+    entry = weight_file(name)
     actual = file_sha256(path)
     if not _hash_ok(entry, actual):
         raise PatchlesionError(
@@ -124,7 +127,8 @@ def verify_weights(name: str, path: str | os.PathLike) -> None:
         )
 
 
-def _how_to_get(name: str, path: Path, url: str) -> str:
+def how_to_get(name: str, path: Path, url: str) -> str:
+    """The sentence every missing- or bad-weights error ends with: how to put the file at ``path``."""
     return (
         f"Download it with `snakemake {path}` (the workflow's fetch_weights rule) or "
         f"`patchlesion fetch-weights {name} --torch-home {path.parents[2]}`, or "
@@ -143,11 +147,11 @@ def load_pretrained_state(name: str, home: str | os.PathLike | None = None) -> d
     """
     import torch
 
-    entry = _entry(name)
+    entry = weight_file(name)
     path = weights_path(name, home)
     if not path.is_file():
         raise PatchlesionError(
-            f"pretrained {name} weights not found at {path}. " + _how_to_get(name, path, entry.url)
+            f"pretrained {name} weights not found at {path}. " + how_to_get(name, path, entry.url)
         )
     verify_weights(name, path)
     try:

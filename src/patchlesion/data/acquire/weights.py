@@ -9,7 +9,7 @@ from pathlib import Path
 
 from patchlesion import __version__  # noqa: F401 (re-exported for the User-Agent tests)
 from patchlesion.data.acquire.download import USER_AGENT, Expected, download  # noqa: F401
-from patchlesion.method.weights import PRETRAINED, _entry, _how_to_get, weights_path
+from patchlesion.method.weights import PRETRAINED, how_to_get, weight_file, weights_path
 
 __all__ = ["BACKOFF_BASE", "fetch_weights", "main_fetch"]
 
@@ -40,12 +40,12 @@ def fetch_weights(
     hash), on HTTP 403/404 and other client errors (naming the URL and status and the path where
     the file may be placed by hand), and when all attempts failed.
     """
-    entry = _entry(name)
+    entry = weight_file(name)
     target = weights_path(name, home)
     url = url or entry.url
     expected = Expected("sha256", entry.sha256 or entry.hash_prefix, prefix=entry.sha256 is None)
     return download(
-        url, target, expected, what=f"{name} weights", manual=_how_to_get(name, target, url),
+        url, target, expected, what=f"{name} weights", manual=how_to_get(name, target, url),
         timeout=timeout, retries=retries, backoff=BACKOFF_BASE if backoff is None else backoff,
     )  # fmt: skip
 
