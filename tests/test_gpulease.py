@@ -179,7 +179,7 @@ def test_a_lock_folder_others_could_tamper_with_is_refused(tmp_path, monkeypatch
         monkeypatch.setattr(gpulease.os, "getuid", lambda: uid + 1)  # as seen by another user
     monkeypatch.setenv("PATCHLESION_GPU_LOCK_DIR", str(folder))
     words = {"group_writable": "writable by other users.*chmod 700", "world_writable": "writable by other users.*chmod 700",
-             "symlink": "not a folder.*rm -r", "not_ours": "belongs to user id.*rm -r"}[problem]  # fmt: skip
+             "symlink": "not a folder.*rm -r", "not_ours": r"belongs to user id \d+, not to you"}[problem]  # fmt: skip
     with pytest.raises(PatchlesionError, match=f"lock folder {folder} .*{words}.*PATCHLESION_GPU_LOCK_DIR"):
         gpulease.lease_device()
     assert gpulease._held is None and list(real.iterdir()) == []

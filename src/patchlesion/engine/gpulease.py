@@ -117,6 +117,7 @@ def _open_lock_dir(folder: Path) -> int:
     problem = None
     if info.st_uid != os.getuid():
         problem = f"belongs to user id {info.st_uid}, not to you (user id {os.getuid()})"
+        what_to_do = "set PATCHLESION_GPU_LOCK_DIR to a folder of your own (e.g. ~/.cache/patchlesion-gpu-locks), or have its owner remove it"
     elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         problem = f"is writable by other users (mode {stat.filemode(info.st_mode)})"
         what_to_do = f"chmod 700 {folder}, or set PATCHLESION_GPU_LOCK_DIR to a folder of your own"

@@ -128,8 +128,8 @@ def check_zip(archive: str | os.PathLike, limits: Limits = Limits()) -> list[zip
         excess += max(0, info.file_size - int(limits.max_ratio * info.compress_size))
         if excess > limits.ratio_slack_bytes:
             raise ArchiveError(
-                f"{where}: with it, the members unpack to {excess} bytes more than a compression ratio of {limits.max_ratio:g} "
-                f"allows, more than the allowed {limits.ratio_slack_bytes} (a zip bomb?); the archive is refused."
+                f"{where}: up to this member the archive unpacks to {excess} bytes more than a compression ratio of "
+                f"{limits.max_ratio:g} per member allows, and at most {limits.ratio_slack_bytes} are allowed (a zip bomb?); refused."
             )
         total += info.file_size
         compressed += info.compress_size
