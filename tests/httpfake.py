@@ -18,6 +18,8 @@ class Route:
 
     ``cut_after``: on the first ``cut_times`` requests, send the headers for the full answer but
     only this many bytes, then hang up. ``honour_range``: answer ``Range: bytes=N-`` with 206.
+    ``content_length``: ``True`` announces the true length; ``None`` sends none (the body ends when the
+    server hangs up); a number announces that many bytes, whatever is sent.
     """
 
     body: bytes = b""
@@ -26,6 +28,7 @@ class Route:
     cut_times: int = 1
     honour_range: bool = True
     content_type: str = "application/octet-stream"
+    content_length: bool | int | None = True
 
 
 @dataclass
@@ -69,9 +72,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
         part = body[start:]
         self.send_header("Content-Type", route.content_type)
-        self.send_header("Content-Length", str(len(part)))
+        if route.content_length is not None:
+            self.send_header("Content-Length", str(len(part) if route.content_length is True else route.content_length))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
+        if route.content_length is not True:
+            self.close_connection = True
         served = server.served.get(request.path, 0)
         server.served[request.path] = served + 1
         if route.cut_after is not None and served < route.cut_times:

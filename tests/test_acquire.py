@@ -187,7 +187,8 @@ def _onehot(meta, floats=True) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def test_isic2018_source(server, ham, tmp_path):
+def publish_isic(server, ham) -> bytes:
+    """The three ISIC 2018 training files on the fake server under /isic/; returns the image zip."""
     meta = ham["meta"]
     back = {v: k for k, v in CONFIRM_TYPE_TO_DX_TYPE.items()}
     groupings = "image,lesion_id,diagnosis_confirm_type\n" + "".join(
@@ -198,6 +199,12 @@ def test_isic2018_source(server, ham, tmp_path):
     server.routes["/isic/ISIC2018_Task3_Training_Input.zip"] = Route(images)
     server.routes["/isic/ISIC2018_Task3_Training_GroundTruth.zip"] = Route(gt)
     server.routes["/isic/ISIC2018_Task3_Training_LesionGroupings.csv"] = Route(groupings.encode())
+    return images
+
+
+def test_isic2018_source(server, ham, tmp_path):
+    meta = ham["meta"]
+    images = publish_isic(server, ham)
     pinned = {"ISIC2018_Task3_Training_Input.zip": hashlib.md5(images).hexdigest()}
     out = download_ham10000(tmp_path / "h", tmp_path / "d", settings(server, source="isic2018", isic2018_md5=pinned))
     index = read_dataset(out).set_index("image_id")
@@ -209,6 +216,73 @@ def test_isic2018_source(server, ham, tmp_path):
     with pytest.raises(DownloadError, match="MD5 mismatch"):
         download_ham10000(tmp_path / "h2", tmp_path / "d2", settings(server, source="isic2018", isic2018_md5=wrong))
     assert not (tmp_path / "h2").exists()
+
+
+@pytest.mark.parametrize("via", ["config", "option"])
+def test_unpinned_isic_download_stops_at_the_size_limit(server, ham, tmp_path, capsys, via):
+    # Issue 12's probe: the ISIC source without pinned MD5s had no size limit.
+    images = publish_isic(server, ham)
+    block = {"source": "isic2018", "retries": 0, "isic2018": {"url": f"{server.base}/isic/"}}
+    limit = 1e-5  # GiB: 10,737 bytes, above the ground truth and the groupings, below the image zip
+    assert len(images) > limit * 2**30
+    if via == "config":
+        block["max_file_gib"] = limit
+    extra = ["--max-file-gib", str(limit)] if via == "option" else []
+    args = ["download-ham10000", "--out", str(tmp_path / "h"), "--downloads", str(tmp_path / "d"), "--settings", json.dumps(block), *extra]
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("patchlesion download-ham10000: error: downloading the ISIC2018_Task3_Training_Input.zip from ")
+    assert f"announces {len(images)} bytes, more than the limit of 10737 bytes for one file" in error
+    assert "ISIC2018_Task3_Training_Input.zip.partial removed" in error and "raise config key download: max_file_gib (now 1e-05" in error
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["ISIC2018_Task3_Training_GroundTruth.zip", "ISIC2018_Task3_Training_LesionGroupings.csv"]
+    assert not (tmp_path / "h").exists()
+    assert main(args + (["--max-file-gib", "0"] if via == "option" else ["--settings", json.dumps({**block, "max_file_gib": 0})])) == 2
+    assert "error: config key 'download/max_file_gib' (--max-file-gib): 0" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# Dataverse file names: the configured ones are used, the server's never as paths (docs/data.md §8.5)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stored", "original"),
+    [("HAM10000_metadata.tab", "../../escaped/HAM10000_metadata.csv"), ("HAM10000_metadata.tab", "/ESCAPED/escaped/HAM10000_metadata.csv"),
+     ("HAM10000_metadata.tab", "..\\..\\escaped\\HAM10000_metadata.csv"), ("HAM10000_metadata.tab", "HAM10000_metadata\x00.csv"),
+     ("../../escaped/HAM10000_metadata.csv", None)],
+    ids=["dotdot", "absolute", "backslashes", "nul", "stored_name"],
+)  # fmt: skip
+def test_hostile_server_file_names_are_refused(server, ham, tmp_path, stored, original):
+    # Issue 12's probe: originalFileName ../../escaped/HAM10000_metadata.csv was written outside the downloads folder.
+    original = original.replace("/ESCAPED", str(tmp_path)) if original else None
+    record = FakeDataverse(server)
+    record.add("HAM10000_images_part_1.zip", ham["part_1"])
+    record.add("HAM10000_images_part_2.zip", ham["part_2"])
+    record.add(stored, ham["metadata"], tabular_original=original)  # its MD5, from the same server, matches
+    work = tmp_path / "work" / "deep"
+    with pytest.raises(DownloadError) as info:
+        download_ham10000(work / "ham10000", work / "downloads", settings(server))
+    assert "HAM10000 metadata (file id 1002) under the name" in str(info.value) and "not a plain file name" in str(info.value)
+    assert not list(tmp_path.rglob("escaped*")) and _tree(work) == []  # nothing fetched at all
+    assert [r.path for r in server.requests] == ["/api/datasets/:persistentId/"]
+
+
+def test_record_entries_that_match_no_configured_name_are_ignored(server, ham, tmp_path):
+    record = publish_ham(server, ham)
+    hostile = record.add("../../escaped/README.txt", b"hello")
+    download_ham10000(tmp_path / "w" / "ham10000", tmp_path / "w" / "downloads", settings(server, dataverse_metadata=("ham10000_METADATA",)))
+    assert not any(r.path == f"/api/access/datafile/{hostile}" for r in server.requests) and not list(tmp_path.rglob("escaped*"))
+    # saved under the configured name (the extension is that of what the server sends: the uploaded CSV)
+    assert sorted(p.name for p in (tmp_path / "w" / "downloads").iterdir()) == [
+        "HAM10000_images_part_1.zip", "HAM10000_images_part_2.zip", "ham10000_METADATA.csv"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["..", "files/", "a\x00b"])
+def test_a_configured_name_that_is_no_file_name_is_a_config_error(server, ham, tmp_path, name):
+    publish_ham(server, ham)
+    with pytest.raises(PatchlesionError, match=r"config key 'download: dataverse: metadata': .* does not end in a file name"):
+        download_ham10000(tmp_path / "h", tmp_path / "d", settings(server, dataverse_metadata=(name,)))
+    assert not (tmp_path / "d").exists()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import stat
+import struct
 import zipfile
 
 import pytest
@@ -70,10 +72,65 @@ def test_size_limits(tmp_path):
 
 
 def test_zip_bomb_ratio_is_refused(tmp_path):
-    archive = make_zip(tmp_path / "bomb.zip", [("zeros.bin", b"\0" * (4 << 20))])
+    archive = make_zip(tmp_path / "bomb.zip", [("zeros.bin", b"\0" * (16 << 20))])
     with pytest.raises(ArchiveError, match="compression ratio"):
         extract_zip(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+# The compression-ratio rule (docs/data.md §8.5): every member's bytes beyond 200:1 use up one 8 MiB
+# budget; the archive as a whole unpacks to at most 20 times its size plus that budget.
+
+
+def test_many_small_bombs_are_refused(tmp_path):
+    # Issue 12's probe: 30 members of 900 KiB of zeros (each below the old 1 MiB threshold) were extracted.
+    archive = make_zip(tmp_path / "bombs.zip", [(f"zeros{i:02d}.bin", b"\0" * (900 << 10)) for i in range(30)])
+    with pytest.raises(ArchiveError, match=r"bombs.zip: member 'zeros\d\d.bin': .*compression ratio of 200") as info:
+        extract_zip(archive, tmp_path / "out")
+    assert "zeros00.bin" not in str(info.value)  # the budget runs out part-way, not at the first member
+    assert not (tmp_path / "out").exists()
+
+
+def test_incompressible_padding_does_not_buy_room_for_bombs(tmp_path):
+    # 2 MB of random bytes keep the whole archive's ratio near 2, but the zeros' excess is counted per member.
+    padding = random.Random(0).randbytes(2 << 20)
+    archive = make_zip(tmp_path / "padded.zip", [("noise.bin", padding)] + [(f"z{i}.bin", b"\0" * (900 << 10)) for i in range(3)])
+    limits = Limits(ratio_slack_bytes=1 << 20)
+    with pytest.raises(ArchiveError, match="member 'z1.bin'.*compression ratio of 200"):
+        check_zip(archive, limits)
+    assert len(check_zip(archive, Limits(ratio_slack_bytes=4 << 20))) == 4  # 3 x ~0.72 MiB beyond 200:1 fit into 4 MiB
+
+
+def test_whole_archive_ratio_is_bounded(tmp_path):
+    text = b"".join(b"ISIC_%07d" % i + b",0.0" * 27 + b"\n" for i in range(20000))  # about 40:1 with deflate
+    archive = make_zip(tmp_path / "table.zip", [("table.csv", text)])
+    ratio = len(text) / archive.stat().st_size
+    assert 20 < ratio < 200
+    with pytest.raises(ArchiveError, match=rf"table.zip: unpacks to {len(text)} bytes from a \d+-byte archive, more than 20 times"):
+        check_zip(archive, Limits(ratio_slack_bytes=0))
+    assert len(check_zip(archive)) == 1  # 2.4 MB: within the 8 MiB budget of the default limits
+
+
+def test_members_claiming_overlapping_data_are_refused(tmp_path):
+    archive = make_zip(tmp_path / "overlap.zip", [("a.bin", b"x" * 100)])
+    raw = bytearray(archive.read_bytes())
+    central = raw.index(b"PK\x01\x02")
+    struct.pack_into("<I", raw, central + 20, 10**6)  # the central directory's compressed size of a.bin
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(ArchiveError, match="overlapping members"):
+        check_zip(archive)
+
+
+def test_archives_like_the_real_ones_pass_the_default_limits(tmp_path):
+    # JPEGs (ratio about 1), a ground-truth CSV of 10,015 rows, a LICENSE, an empty file, a tiny
+    # file of one repeated byte and folders: no false alarm.
+    rng = random.Random(1)
+    jpegs = [(f"ISIC2018_Task3_Training_Input/ISIC_{i:07d}.jpg", b"\xff\xd8" + rng.randbytes(rng.randint(5000, 40000))) for i in range(200)]
+    csv = b"image,MEL,NV,BCC,AKIEC,BKL,DF,VASC\n" + b"".join(b"ISIC_%07d,0.0,1.0,0.0,0.0,0.0,0.0,0.0\n" % i for i in range(10015))
+    small = [("ISIC2018_Task3_Training_Input/", b""), ("ISIC2018_Task3_Training_Input/LICENSE.txt", b"CC BY-NC 4.0\n" * 40),
+             ("ISIC2018_Task3_Training_Input/ATTRIBUTION.txt", b""), ("x/blank.txt", b" " * 50_000), ("GroundTruth.csv", csv)]  # fmt: skip
+    archive = make_zip(tmp_path / "real_like.zip", jpegs + small)
+    assert len(check_zip(archive)) == 204
 
 
 def test_not_a_zip_and_damaged_member(tmp_path):

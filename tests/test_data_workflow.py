@@ -34,12 +34,21 @@ def test_configured_copy_is_not_downloaded(tmp_path):
 @pytest.mark.parametrize(
     ("override", "named"),
     [("download={source: ftp}", "ftp"), ("download={dataverse: {server: dataverse.harvard.edu}}", "dataverse.harvard.edu"),
-     ("download={isic2018: {md5: {a.zip: xyz}}}", "xyz"), ("download={mirror: 1}", "mirror")],
+     ("download={isic2018: {md5: {a.zip: xyz}}}", "xyz"), ("download={mirror: 1}", "mirror"),
+     ("download={max_file_gib: 0}", "max_file_gib")],
 )  # fmt: skip
 def test_bad_download_config_is_rejected(tmp_path, override, named):
     result = snakemake("-n", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), "--config", override)
     assert result.returncode != 0
     assert named in result.stdout + result.stderr
+
+
+def test_the_download_size_limit_reaches_the_download_command(tmp_path):
+    args = ["-n", "-p", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path)]
+    result = snakemake(*args, "--config", "download={max_file_gib: 3}", "--", "results/isic2018_test/index.csv")
+    assert result.returncode == 0, result.stderr
+    command = next(line for line in result.stdout.splitlines() if "patchlesion download-isic2018-test" in line)
+    assert '"max_file_gib": 3' in command  # in --settings, which the command reads (tests/test_acquire.py)
 
 
 def _zip(members) -> bytes:

@@ -107,6 +107,33 @@ def test_more_bytes_than_expected_are_cut_off(server, tmp_path):
     assert _files(tmp_path) == []
 
 
+@pytest.mark.parametrize("announced", [None, True], ids=["no_content_length", "content_length"])
+@pytest.mark.parametrize("checksum", [None, Expected("md5", MD5)], ids=["no_checksum", "md5_without_size"])
+def test_a_download_without_a_known_size_stops_at_the_limit(server, tmp_path, announced, checksum):
+    # Issue 12's probe: without a pinned MD5 (the ISIC source) nothing bounded a download.
+    server.routes["/f.zip"] = Route(BODY * 10, content_length=announced)  # 1 MB sent
+    with pytest.raises(DownloadError) as info:
+        download(f"{server.base}/f.zip", tmp_path / "f.zip", checksum, what="f.zip", max_bytes=300_000, limit_key="download: max_file_gib")
+    message = str(info.value)
+    assert "f.zip" in message and "more than the limit of 300000 bytes" in message and "raise download: max_file_gib" in message
+    assert _files(tmp_path) == [] and len(server.requests) == 1  # stopped, the partial removed, not retried
+
+
+def test_an_announced_length_above_the_limit_is_refused_before_the_body(server, tmp_path):
+    server.routes["/f.zip"] = Route(BODY)
+    with pytest.raises(DownloadError, match="announces 102400 bytes, more than the limit of 100000 bytes"):
+        download(f"{server.base}/f.zip", tmp_path / "f.zip", None, max_bytes=100_000)
+    assert _files(tmp_path) == []
+    assert download(f"{server.base}/f.zip", tmp_path / "f.zip", None, max_bytes=len(BODY)).read_bytes() == BODY  # at the limit: fine
+
+
+def test_a_listed_size_above_the_limit_is_not_fetched(server, tmp_path):
+    server.routes["/f.zip"] = Route(BODY)
+    with pytest.raises(DownloadError, match="listed as 102400 bytes, more than the limit of 100000 bytes for one file; nothing was downloaded"):
+        download(f"{server.base}/f.zip", tmp_path / "f.zip", Expected("md5", MD5, size=len(BODY)), max_bytes=100_000)
+    assert server.requests == [] and _files(tmp_path) == []
+
+
 def test_unreachable_server_fails_after_retries(tmp_path, monkeypatch):
     monkeypatch.setattr(dl, "BACKOFF_BASE", 0.01)
     srv = FakeServer()  # bound, never started: connections are refused or time out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,61 @@ def test_lease_in_process_sets_the_device_and_releases(tmp_path, monkeypatch):
     finally:
         lease.release()
     assert gpulease._held is None
+
+
+# --------------------------------------------------------------------------------------------------
+# A shared machine: the lock folder is the user's own, lock files are never followed (docs/running.md §2)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_devices(monkeypatch):
+    monkeypatch.setattr(gpulease, "_held", None)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_a_planted_lock_file_never_writes_to_its_target(tmp_path, monkeypatch, two_devices, link):
+    # Another user (or a stale tool) puts gpu0.lock -> victim into the lock folder: the victim stays as it was.
+    folder, victim = tmp_path / "locks", tmp_path / "victim.txt"
+    folder.mkdir(mode=0o700)
+    victim.write_text("precious\n")
+    (folder / "gpu0.lock").symlink_to(victim) if link == "symlink" else os.link(victim, folder / "gpu0.lock")
+    monkeypatch.setenv("PATCHLESION_GPU_LOCK_DIR", str(folder))
+    with pytest.raises(PatchlesionError, match=f"{folder / 'gpu0.lock'}.*(symbolic link|not a plain file).*rm "):
+        gpulease.lease_device()
+    assert victim.read_text() == "precious\n" and gpulease._held is None and os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
+
+
+def test_the_default_lock_folder_is_per_user_and_private(tmp_path, monkeypatch, two_devices):
+    monkeypatch.delenv("PATCHLESION_GPU_LOCK_DIR", raising=False)
+    monkeypatch.setattr(gpulease.tempfile, "tempdir", str(tmp_path))
+    lease = gpulease.lease_device()
+    try:
+        folder = tmp_path / f"patchlesion-gpu-locks-{os.getuid()}"
+        assert lease.lock_path == folder / "gpu0.lock"
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and stat.S_IMODE(lease.lock_path.stat().st_mode) == 0o600
+    finally:
+        lease.release()
+
+
+@pytest.mark.parametrize("problem", ["group_writable", "world_writable", "symlink", "not_ours"])
+def test_a_lock_folder_others_could_tamper_with_is_refused(tmp_path, monkeypatch, two_devices, problem):
+    folder, real = tmp_path / "locks", tmp_path / "real"
+    real.mkdir(mode=0o700)
+    if problem == "symlink":
+        folder.symlink_to(real)
+    else:
+        folder.mkdir(mode=0o700)
+        folder.chmod({"group_writable": 0o770, "world_writable": 0o1777}.get(problem, 0o700))
+    if problem == "not_ours":
+        uid = os.getuid()
+        monkeypatch.setattr(gpulease.os, "getuid", lambda: uid + 1)  # as seen by another user
+    monkeypatch.setenv("PATCHLESION_GPU_LOCK_DIR", str(folder))
+    words = {"group_writable": "writable by other users.*chmod 700", "world_writable": "writable by other users.*chmod 700",
+             "symlink": "not a folder.*rm -r", "not_ours": r"belongs to user id \d+, not to you"}[problem]  # fmt: skip
+    with pytest.raises(PatchlesionError, match=f"lock folder {folder} .*{words}.*PATCHLESION_GPU_LOCK_DIR"):
+        gpulease.lease_device()
+    assert gpulease._held is None and list(real.iterdir()) == []
+    assert problem == "symlink" or list(folder.iterdir()) == []

@@ -42,11 +42,13 @@ def test_dataverse_record_parsing_and_name_resolution():
     ]}}}  # fmt: skip
     files = parse_files(document, "test")
     assert files[0] == DataverseFile(1, "a.zip", 10, "ab")
-    assert files[1].md5 == "cd" and files[1].tabular and files[1].download_name() == "m.csv"
+    assert files[1].md5 == "cd" and files[1].tabular and files[1].content_suffix() == ".csv"
     assert files[2].md5 is None  # a SHA-1 is not taken for an MD5
-    assert resolve(files, "M", doi="d", what="x").id == 2  # by stem, any case
+    # the local name is the configured one, with the extension of what the server sends (the uploaded CSV for a table)
+    assert resolve(files, "M", doi="d", what="x").local_name == "M.csv"  # by stem, any case
     assert resolve(files, ["nope", "m.csv"], doi="d", what="x").id == 2  # by the uploaded name, first match
-    assert resolve(files, "a.csv", doi="d", what="x").id == 4
+    assert resolve(files, "m.tab", doi="d", what="x").local_name == "m.csv"
+    assert (resolve(files, "a.csv", doi="d", what="x").id, resolve(files, "A.ZIP", doi="d", what="x").local_name) == (4, "A.zip")
     with pytest.raises(DownloadError, match="several files"):
         resolve(files, "a", doi="d", what="x")  # a.zip and a.csv
     with pytest.raises(DownloadError, match="Its files are: a.csv, a.zip, m.tab, s.zip"):

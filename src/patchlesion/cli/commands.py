@@ -246,7 +246,7 @@ def _download_settings(args: argparse.Namespace):
     settings = DownloadSettings.from_config(block)
     overrides = {
         "source": args.source, "dataverse_server": args.server, "dataverse_doi": args.doi,
-        "isic2018_url": args.isic2018_url, "timeout": args.timeout, "retries": args.retries,
+        "isic2018_url": args.isic2018_url, "timeout": args.timeout, "retries": args.retries, "max_file_gib": args.max_file_gib,
     }  # fmt: skip
     return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 

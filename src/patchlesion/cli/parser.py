@@ -244,6 +244,7 @@ def _add_downloads(sub) -> None:
         p.add_argument("--isic2018-url", default=None, help="base URL of the ISIC 2018 challenge files")
         p.add_argument("--timeout", type=float, default=None, help="seconds without data before an attempt fails")
         p.add_argument("--retries", type=int, default=None)
+        p.add_argument("--max-file-gib", type=float, default=None, help="no downloaded file may be larger (default 8; config download: max_file_gib)")
         if name == "download-isic2018-test":
             p.add_argument("--from-files", nargs=2, metavar=("IMAGES_ZIP", "GROUND_TRUTH"), default=None,
                            help="no download: convert these local files")  # fmt: skip

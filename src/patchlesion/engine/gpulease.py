@@ -3,8 +3,8 @@
 Snakemake's ``--resources gpu=N`` caps how many GPU jobs run at once, but it never says *which* GPU
 a job should use (snakemake#281), so N jobs would all start on device 0. Each training or evaluation
 process therefore leases a device before CUDA starts: it takes an exclusive, non-blocking
-``flock`` on ``gpu<ID>.lock`` in a lock folder shared by all jobs of the machine, for the first device
-whose lock is free, and sets ``CUDA_VISIBLE_DEVICES`` to that device alone. The kernel releases the
+``flock`` on ``gpu<ID>.lock`` in a lock folder shared by all jobs of the user on the machine, for the
+first device whose lock is free, and sets ``CUDA_VISIBLE_DEVICES`` to that device alone. The kernel releases the
 lock when the process ends, however it ends (a SIGKILL included), so no stale lease survives a crash.
 
 * Devices: those listed in ``CUDA_VISIBLE_DEVICES`` when it is set (a user can reserve a subset), else
@@ -12,17 +12,23 @@ lock when the process ends, however it ends (a SIGKILL included), so no stale le
 * Under SLURM (``SLURM_JOB_ID`` set and ``CUDA_VISIBLE_DEVICES`` given by the scheduler) the
   scheduler's allocation is used as it is.
 * With one candidate device there is nothing to choose and no lock is taken.
-* Lock folder: ``$PATCHLESION_GPU_LOCK_DIR``, default ``<tmp>/patchlesion-gpu-locks``.
+* Lock folder: ``$PATCHLESION_GPU_LOCK_DIR``, default ``<tmp>/patchlesion-gpu-locks-<uid>``, one per
+  user (docs/running.md §2). It is created with mode 0700 and must be the user's own, a real folder
+  (not a symbolic link) that no group or other user can write to; lock files are opened without
+  following symbolic links and never truncated before the lock is held, so another user of a shared
+  machine can neither redirect a lock onto a file of ours nor block a device with a file of theirs.
 * When every device is leased (more jobs than GPUs, or GPUs held by other users' jobs) the process
   waits for one; ``PATCHLESION_GPU_LEASE_TIMEOUT`` (seconds) bounds the wait.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -60,8 +66,8 @@ class Lease:
 
 
 def lock_dir() -> Path:
-    """Folder of the per-device lock files, shared by every job on this machine."""
-    return Path(os.environ.get("PATCHLESION_GPU_LOCK_DIR") or Path(tempfile.gettempdir()) / "patchlesion-gpu-locks")
+    """Folder of the per-device lock files, shared by every job of this user on this machine."""
+    return Path(os.environ.get("PATCHLESION_GPU_LOCK_DIR") or Path(tempfile.gettempdir()) / f"patchlesion-gpu-locks-{os.getuid()}")
 
 
 def candidate_devices() -> list[str]:
@@ -91,11 +97,54 @@ def _nvidia_smi_devices() -> list[str]:
     return [line.strip() for line in result.stdout.splitlines() if line.strip().isdigit()] if result.returncode == 0 else []
 
 
-def _try_lock(path: Path) -> int | None:
+def _open_lock_dir(folder: Path) -> int:
+    """Create ``folder`` (mode 0700) if needed and open it; refuse one that is a symbolic link, not
+    ours, or writable by group or others. Returns a descriptor the lock files are opened relative to,
+    so the folder checked is the folder used."""
+    what_to_do = f"remove it (rm -r {folder}) or set PATCHLESION_GPU_LOCK_DIR to a folder of your own"
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except PermissionError:  # another user's lock file: locking works on a read-only descriptor too
-        fd = os.open(path, os.O_RDONLY)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise PatchlesionError(f"GPU lease: the lock folder {folder} is not a folder (a symbolic link or a file); {what_to_do}.") from None
+        raise PatchlesionError(f"GPU lease: cannot use the lock folder {folder} ({error}); set PATCHLESION_GPU_LOCK_DIR to a writable folder.") from error
+    info = os.fstat(fd)
+    problem = None
+    if info.st_uid != os.getuid():
+        problem = f"belongs to user id {info.st_uid}, not to you (user id {os.getuid()})"
+        what_to_do = "set PATCHLESION_GPU_LOCK_DIR to a folder of your own (e.g. ~/.cache/patchlesion-gpu-locks), or have its owner remove it"
+    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        problem = f"is writable by other users (mode {stat.filemode(info.st_mode)})"
+        what_to_do = f"chmod 700 {folder}, or set PATCHLESION_GPU_LOCK_DIR to a folder of your own"
+    if problem is not None:
+        os.close(fd)
+        raise PatchlesionError(f"GPU lease: the lock folder {folder} {problem}, so others could tamper with the locks; {what_to_do}.")
+    return fd
+
+
+def _lock_name(device: str) -> str:
+    """The lock file of ``device`` in the lock folder."""
+    return f"gpu{device.replace('/', '_')}.lock"
+
+
+def _try_lock(folder_fd: int, name: str, folder: Path) -> int | None:
+    """An open descriptor holding the exclusive lock on ``folder/name``, or None while another process holds it."""
+    path = folder / name
+    try:  # no O_TRUNC: the file is emptied only once it is locked and known to be our own regular file
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600, dir_fd=folder_fd)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise PatchlesionError(f"GPU lease: the lock file {path} is a symbolic link; lock files must be plain files. Remove it (rm {path}).") from None
+        raise PatchlesionError(f"GPU lease: cannot open the lock file {path} ({error}); remove it or set PATCHLESION_GPU_LOCK_DIR.") from error
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_nlink != 1:
+        os.close(fd)
+        raise PatchlesionError(f"GPU lease: the lock file {path} is not a plain file of your own; remove it (rm {path}).")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -124,22 +173,24 @@ def lease_device(timeout: float | None = None, poll_seconds: float = 2.0) -> Lea
     if timeout is None and os.environ.get("PATCHLESION_GPU_LEASE_TIMEOUT"):
         timeout = float(os.environ["PATCHLESION_GPU_LEASE_TIMEOUT"])
     folder = lock_dir()
+    folder_fd = _open_lock_dir(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if folder.stat().st_uid == os.getuid():
-            folder.chmod(0o1777)  # shared with other users' jobs, like /tmp
-    except OSError as error:
-        raise PatchlesionError(f"GPU lease: cannot use the lock folder {folder} ({error}); set PATCHLESION_GPU_LOCK_DIR to a writable folder.") from error
+        _held = _wait_for_device(devices, folder, folder_fd, timeout, poll_seconds)
+    finally:
+        os.close(folder_fd)
+    os.environ["CUDA_VISIBLE_DEVICES"] = _held.device
+    log.info("GPU lease: device %s of %s (lock %s)", _held.device, ",".join(devices), _held.lock_path)
+    return _held
+
+
+def _wait_for_device(devices: list[str], folder: Path, folder_fd: int, timeout: float | None, poll_seconds: float) -> Lease:
+    """Poll the devices' locks in order until one is free; raise after ``timeout`` seconds."""
     started, announced = time.monotonic(), False
     while True:
         for device in devices:
-            path = folder / f"gpu{device.replace('/', '_')}.lock"
-            fd = _try_lock(path)
+            fd = _try_lock(folder_fd, _lock_name(device), folder)
             if fd is not None:
-                os.environ["CUDA_VISIBLE_DEVICES"] = device
-                _held = Lease(device, path, fd)
-                log.info("GPU lease: device %s of %s (lock %s)", device, ",".join(devices), path)
-                return _held
+                return Lease(device, folder / _lock_name(device), fd)
         waited = time.monotonic() - started
         if timeout is not None and waited >= timeout:
             raise PatchlesionError(

@@ -4,8 +4,9 @@ A downloaded archive is extracted only after its checksum matched (the caller's 
 :mod:`patchlesion.data.acquire.download`), and even then every member is checked *before* anything is written:
 no absolute path or drive letter, no ``..`` component, no symbolic link, device, FIFO or socket,
 no encrypted or duplicated member, and bounded member count, member size, total size and
-compression ratio (a zip bomb is refused up front). Files are written with exclusive creation
-below the destination only, and each one's byte count is checked while it is copied.
+compression ratio (a zip bomb is refused up front; the ratio rule counts every member and the
+archive as a whole, docs/data.md §8.5). Files are written with exclusive creation below the
+destination only, and each one's byte count is checked while it is copied.
 
 :func:`staging_directory` builds a dataset in ``<out>.staging`` and renames it to ``<out>`` only
 when everything succeeded, so an interrupted or refused extraction never leaves a half-filled
@@ -42,16 +43,22 @@ class ArchiveError(PatchlesionError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Upper bounds on what one archive may unpack to.
+    """Upper bounds on what one archive may unpack to (the rule: docs/data.md §8.5).
 
     The defaults leave room for the largest archive used here (a HAM10000 image part: 5,015 JPEGs,
-    about 1.4 GB) while refusing anything out of proportion.
+    about 1.4 GB; JPEGs barely compress, ratio about 1) while refusing anything out of proportion.
+    Compression ratios: every member's bytes beyond ``max_ratio`` times its compressed size count
+    towards one budget of ``ratio_slack_bytes`` for the whole archive, and the archive as a whole
+    may unpack to at most ``max_total_ratio`` times its compressed size plus that budget. The budget
+    lets small, well-compressing files (CSV tables, a LICENSE) through, but not many of them.
     """
 
     max_members: int = 100_000
     max_member_bytes: int = 256 << 20
     max_total_bytes: int = 16 << 30
-    max_ratio: float = 200.0  # uncompressed / compressed size of one member (JPEGs barely compress)
+    max_ratio: float = 200.0  # uncompressed / compressed size of one member
+    max_total_ratio: float = 20.0  # total uncompressed / total compressed size of the archive
+    ratio_slack_bytes: int = 8 << 20  # bytes beyond those ratios allowed in all (small text files)
 
 
 def _member_kind(info: zipfile.ZipInfo) -> str | None:
@@ -96,7 +103,7 @@ def check_zip(archive: str | os.PathLike, limits: Limits = Limits()) -> list[zip
         raise ArchiveError(f"{archive}: not a readable zip archive ({error}). Delete it and download it again.") from error
     if len(infos) > limits.max_members:
         raise ArchiveError(f"{archive}: {len(infos)} members, more than the allowed {limits.max_members}; refused.")
-    files, seen, total = [], set(), 0
+    files, seen, total, compressed, excess = [], set(), 0, 0, 0
     for info in infos:
         where = f"{archive}: member {info.filename!r}"
         relative = _safe_relative(info.filename)
@@ -117,14 +124,26 @@ def check_zip(archive: str | os.PathLike, limits: Limits = Limits()) -> list[zip
             raise ArchiveError(
                 f"{where} unpacks to {info.file_size} bytes, more than the allowed {limits.max_member_bytes}; refused."
             )
-        if info.file_size > 1 << 20 and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+        # every member counts, however small: its bytes beyond max_ratio x its compressed size use up the budget
+        excess += max(0, info.file_size - int(limits.max_ratio * info.compress_size))
+        if excess > limits.ratio_slack_bytes:
             raise ArchiveError(
-                f"{where} has a compression ratio above {limits.max_ratio:g} (a zip bomb?); the archive is refused."
+                f"{where}: up to this member the archive unpacks to {excess} bytes more than a compression ratio of "
+                f"{limits.max_ratio:g} per member allows, and at most {limits.ratio_slack_bytes} are allowed (a zip bomb?); refused."
             )
         total += info.file_size
+        compressed += info.compress_size
         if total > limits.max_total_bytes:
             raise ArchiveError(f"{archive}: unpacks to more than the allowed {limits.max_total_bytes} bytes; refused.")
         files.append(info)
+    size = archive.stat().st_size  # the real size: members claiming overlapping data cannot inflate it
+    if compressed > size:
+        raise ArchiveError(f"{archive}: its members claim {compressed} compressed bytes in a {size}-byte file (overlapping members); refused.")
+    if total > limits.max_total_ratio * size + limits.ratio_slack_bytes:
+        raise ArchiveError(
+            f"{archive}: unpacks to {total} bytes from a {size}-byte archive, more than {limits.max_total_ratio:g} times its size "
+            f"plus {limits.ratio_slack_bytes} bytes (a zip bomb?); the archive is refused."
+        )
     return files
 
 

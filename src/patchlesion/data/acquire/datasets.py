@@ -30,7 +30,7 @@ import pandas as pd
 from patchlesion.data import isic2018
 from patchlesion.data.acquire import dataverse
 from patchlesion.data.acquire.archives import Limits, extract_zip, staging_directory
-from patchlesion.data.acquire.download import Expected, download
+from patchlesion.data.acquire.download import Expected, download, local_name
 from patchlesion.data.ham10000 import find_images, read_dataset
 from patchlesion.errors import DatasetError, PatchlesionError
 
@@ -63,6 +63,8 @@ class DownloadSettings:
     source: str = "dataverse"
     timeout: float = 60
     retries: int = 3
+    #: No downloaded file may be larger (GiB); a file the record lists as larger is not fetched (docs/data.md §8.5).
+    max_file_gib: float = 8.0
     dataverse_server: str = "https://dataverse.harvard.edu"
     dataverse_doi: str = "doi:10.7910/DVN/DBW86T"
     #: Every one of these files is needed; a name matches with or without its extension.
@@ -83,7 +85,7 @@ class DownloadSettings:
     def from_config(cls, block: dict | None) -> DownloadSettings:
         """Settings from the config's ``download`` block (nested ``dataverse`` / ``isic2018`` maps)."""
         block = dict(block or {})
-        flat = {key: block.pop(key) for key in ("source", "timeout", "retries") if key in block}
+        flat = {key: block.pop(key) for key in ("source", "timeout", "retries", "max_file_gib") if key in block}
         for group in ("dataverse", "isic2018"):
             for key, value in (block.pop(group, None) or {}).items():
                 flat[f"{group}_{key}"] = value
@@ -98,10 +100,20 @@ class DownloadSettings:
                 flat[key] = tuple(value)
             elif isinstance(value, str) and key.startswith("dataverse_") and key not in ("dataverse_server", "dataverse_doi"):
                 flat[key] = (value,)
-        settings = cls(**flat)
-        if settings.source not in ("dataverse", "isic2018"):
-            raise PatchlesionError(f"config key 'download/source': {settings.source!r}; choose dataverse or isic2018.")
-        return settings
+        return cls(**flat)
+
+    def __post_init__(self) -> None:
+        if self.source not in ("dataverse", "isic2018"):
+            raise PatchlesionError(f"config key 'download/source': {self.source!r}; choose dataverse or isic2018.")
+        if isinstance(self.max_file_gib, bool) or not isinstance(self.max_file_gib, (int, float)) or not self.max_file_gib > 0:
+            raise PatchlesionError(
+                f"config key 'download/max_file_gib' (--max-file-gib): {self.max_file_gib!r}; give a size in GiB above 0, e.g. 8."
+            )
+
+    def limits(self) -> dict:
+        """The size cap of one download, as :func:`download` takes it, with the setting that raises it."""
+        key = f"config key download: max_file_gib (now {self.max_file_gib:g}; --max-file-gib on the command line)"
+        return {"max_bytes": int(self.max_file_gib * (1 << 30)), "limit_key": key}
 
 
 #: Bounds on what one archive may unpack to (the defaults fit a 1.4 GB HAM10000 image part).
@@ -142,30 +154,35 @@ def _ham10000_from_dataverse(downloads: Path, settings: DownloadSettings) -> tup
     files = dataverse.dataset_files(
         settings.dataverse_server, doi, manual=MANUAL_HAM10000, timeout=settings.timeout, retries=settings.retries
     )
-    wanted = [dataverse.resolve(files, name, doi=doi, what="HAM10000 image archive") for name in settings.dataverse_images]
-    wanted.append(dataverse.resolve(files, settings.dataverse_metadata, doi=doi, what="HAM10000 metadata"))
+    wanted = [dataverse.resolve(files, name, doi=doi, what="HAM10000 image archive", key="images") for name in settings.dataverse_images]
+    wanted.append(dataverse.resolve(files, settings.dataverse_metadata, doi=doi, what="HAM10000 metadata", key="metadata"))
     paths = [_fetch_dataverse(settings, file, downloads, MANUAL_HAM10000) for file in wanted]
     return paths[-1], paths[:-1]
 
 
 def _fetch_dataverse(settings: DownloadSettings, file: dataverse.DataverseFile, downloads: Path, manual: str) -> Path:
     return dataverse.fetch_file(
-        settings.dataverse_server, file, downloads, manual=manual, timeout=settings.timeout, retries=settings.retries
+        settings.dataverse_server, file, downloads, manual=manual, timeout=settings.timeout, retries=settings.retries, **settings.limits()
     )
 
 
-def _fetch_isic(settings: DownloadSettings, name: str, downloads: Path, manual: str) -> Path:
+def _fetch_isic(settings: DownloadSettings, key: str, downloads: Path, manual: str) -> Path:
+    """Download the ISIC file that config key ``download: isic2018: <key>`` names, under that name's last component."""
+    name = getattr(settings, f"isic2018_{key}")
+    target = downloads / local_name(name, f"download: isic2018: {key}")
     md5 = settings.isic2018_md5.get(name)
     expected = Expected("md5", md5) if md5 else None
     if expected is None:
         log.warning("no MD5 pinned for %s (ISIC publishes none): only its length and zip CRCs are checked", name)
     url = settings.isic2018_url.rstrip("/") + "/" + name
-    return download(url, downloads / name, expected, what=name, manual=manual, timeout=settings.timeout, retries=settings.retries)
+    return download(
+        url, target, expected, what=name, manual=manual, timeout=settings.timeout, retries=settings.retries, **settings.limits()
+    )
 
 
 def _ham10000_from_isic2018(downloads: Path, settings: DownloadSettings) -> tuple[Path, Path, Path]:
-    names = (settings.isic2018_ground_truth, settings.isic2018_lesion_groupings, settings.isic2018_images)
-    ground_truth, groupings, images = (_fetch_isic(settings, name, downloads, MANUAL_HAM10000) for name in names)
+    keys = ("ground_truth", "lesion_groupings", "images")
+    ground_truth, groupings, images = (_fetch_isic(settings, key, downloads, MANUAL_HAM10000) for key in keys)
     return ground_truth, groupings, images
 
 
@@ -203,13 +220,15 @@ def download_isic2018_test(out: str | Path, downloads: str | Path, settings: Dow
         files = dataverse.dataset_files(
             settings.dataverse_server, doi, manual=MANUAL_ISIC2018_TEST, timeout=settings.timeout, retries=settings.retries
         )
-        images_file = dataverse.resolve(files, settings.dataverse_test_images, doi=doi, what="ISIC 2018 test images")
-        truth_file = dataverse.resolve(files, settings.dataverse_test_ground_truth, doi=doi, what="ISIC 2018 test ground truth")
+        images_file = dataverse.resolve(files, settings.dataverse_test_images, doi=doi, what="ISIC 2018 test images", key="test_images")
+        truth_file = dataverse.resolve(
+            files, settings.dataverse_test_ground_truth, doi=doi, what="ISIC 2018 test ground truth", key="test_ground_truth"
+        )
         images = _fetch_dataverse(settings, images_file, downloads, MANUAL_ISIC2018_TEST)
         truth = _fetch_dataverse(settings, truth_file, downloads, MANUAL_ISIC2018_TEST)
     else:
-        images = _fetch_isic(settings, settings.isic2018_test_images, downloads, MANUAL_ISIC2018_TEST)
-        truth = _fetch_isic(settings, settings.isic2018_test_ground_truth, downloads, MANUAL_ISIC2018_TEST)
+        images = _fetch_isic(settings, "test_images", downloads, MANUAL_ISIC2018_TEST)
+        truth = _fetch_isic(settings, "test_ground_truth", downloads, MANUAL_ISIC2018_TEST)
     return isic2018_test_from_files(images, truth, out, scratch=downloads)
 
 

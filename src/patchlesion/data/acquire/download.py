@@ -7,7 +7,9 @@ retries on network errors and HTTP 5xx/408/429 with exponential backoff. After a
 next attempt asks for the rest with an HTTP ``Range`` request and appends it (a server that ignores
 the range and sends the whole file again is handled too). Only when the size and the checksum match
 is the file renamed atomically to its final name, so a half-written or wrong file never appears
-there. A ``.partial`` left behind by a failed run is resumed by the next run.
+there. A ``.partial`` left behind by a failed run is resumed by the next run. Every download is
+capped at ``max_bytes`` (and at the expected size when one is known), whatever the server announces
+(docs/data.md §8.5); local file names come from the caller, never from the server.
 """
 
 from __future__ import annotations
@@ -28,12 +30,15 @@ from patchlesion.errors import PatchlesionError
 from patchlesion.files import file_digest  # noqa: F401 (re-exported)
 
 __all__ = [
+    "MAX_BYTES",
     "USER_AGENT",
     "DownloadError",
     "Expected",
     "download",
     "fetch_bytes",
     "file_digest",
+    "local_name",
+    "plain_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,9 @@ log = logging.getLogger(__name__)
 USER_AGENT = f"patchlesion/{__version__}"
 #: Seconds before the first retry; doubled after each failed attempt (tests set it near 0).
 BACKOFF_BASE = 2.0
+#: Cap on one download when the caller gives none (the default of config key ``download: max_file_gib``):
+#: a few GiB above the largest file fetched, the ISIC 2018 training-image zip of about 2.7 GB (docs/data.md §8.5).
+MAX_BYTES = 8 << 30
 _CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
@@ -86,6 +94,29 @@ class Expected:
         return f"{kind} {self.digest}" + ("... (prefix)" if self.prefix else "")
 
 
+def plain_name(name: str) -> str | None:
+    """``name`` when it is a file name of its own, else None: no folder part (``/`` or ``\\``), not
+    ``.`` or ``..``, no NUL, not empty. A name from a server passes this before it is used at all."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\x00"):
+        return None
+    return name
+
+
+def local_name(name: str, key: str) -> str:
+    """The local file name for a configured file ``name`` (config key ``key``): its last path component.
+
+    Raises :class:`PatchlesionError` when that is no file name (empty, ``.``, ``..``, NUL).
+    """
+    base = plain_name(str(name).replace("\\", "/").rsplit("/", 1)[-1])
+    if base is None:
+        raise PatchlesionError(f"config key '{key}': {name!r} does not end in a file name; give the file's name, e.g. HAM10000_metadata.csv.")
+    return base
+
+
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):.3g} GiB" if n >= 1 << 26 else f"{n} bytes"
+
+
 def _request(url: str, start: int = 0, accept: str | None = None) -> urllib.request.Request:
     headers = {"User-Agent": USER_AGENT}
     if start:
@@ -113,13 +144,15 @@ def _http_message(url: str, exc: urllib.error.HTTPError) -> str:
 
 
 class _TooLarge(Exception):
-    pass
+    """More bytes than allowed: ``args`` are the byte count and whether the server only announced it."""
 
 
-def _stream_once(url: str, partial: Path, timeout: float, expected: Expected | None) -> None:
-    """One attempt: (re)start or resume ``partial`` from ``url`` until the server stops sending."""
+def _stream_once(url: str, partial: Path, timeout: float, expected: Expected | None, max_bytes: int) -> None:
+    """One attempt: (re)start or resume ``partial`` from ``url`` until the server stops sending;
+    :class:`_TooLarge` as soon as the file would exceed the expected size or ``max_bytes``."""
+    limit = max_bytes if expected is None or expected.size is None else min(expected.size, max_bytes)
     start = partial.stat().st_size if partial.is_file() else 0
-    if expected is not None and expected.size is not None and start > expected.size:
+    if start > limit:
         partial.unlink()  # larger than the file can be: not a prefix of it
         start = 0
     if expected is not None and expected.size is not None and start == expected.size:
@@ -146,14 +179,15 @@ def _stream_once(url: str, partial: Path, timeout: float, expected: Expected | N
             log.info("server ignored the Range request for %s; downloading it again from the start", url)
         length = response.headers.get("Content-Length")
         announced = int(length) if length and length.isdigit() else None
-        limit = expected.size if expected is not None and expected.size is not None else None
-        received = 0
+        if announced is not None and offset + announced > limit:
+            raise _TooLarge(offset + announced, True)
+        received = 0  # counted as it arrives: a missing or wrong Content-Length does not lift the limit
         with open(partial, mode) as out:
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
                 received += len(chunk)
-                if limit is not None and offset + received > limit:
-                    raise _TooLarge(offset + received)
+                if offset + received > limit:
+                    raise _TooLarge(offset + received, False)
             out.flush()
             os.fsync(out.fileno())
     if announced is not None and received < announced:
@@ -170,17 +204,20 @@ def download(
     timeout: float = 60,
     retries: int = 3,
     backoff: float | None = None,
+    max_bytes: int = MAX_BYTES,
+    limit_key: str = "",
 ) -> Path:
     """Download ``url`` to ``target`` unless a file with the ``expected`` checksum is already there.
 
     ``what`` names the file in messages; ``manual`` is appended to every error (how to get the file
     by hand). Without ``expected`` (a source that publishes no checksum) only the transfer length is
-    checked and the MD5 is logged so that it can be pinned. Returns ``target``.
+    checked and the MD5 is logged so that it can be pinned. Returns ``target``. No file may exceed
+    ``max_bytes``; ``limit_key`` names the setting that raises it in the error message.
 
     Raises :class:`DownloadError` on HTTP 4xx (naming URL and status; not retried), on a checksum or
     size mismatch (the download is discarded; a resumed one is fetched once more from scratch, since
-    an old ``.partial`` may have been the bad part), and when all attempts failed (the ``.partial``
-    is kept so that the next run resumes it).
+    an old ``.partial`` may have been the bad part), on a file larger than allowed (the ``.partial``
+    is removed), and when all attempts failed (the ``.partial`` is kept so that the next run resumes it).
 
     (Longer than our usual functions on purpose: one retry loop whose state -- the attempt, the last
     error, whether the one fresh retry after a resumed transfer was used -- every branch reads and
@@ -193,6 +230,12 @@ def download(
         if expected is None or _verified(target, expected):
             return target
         log.warning("%s exists but does not match %s; downloading it again", target, expected.describe())
+    raise_it = f" If the file really is that large, raise {limit_key}." if limit_key else ""
+    if expected is not None and expected.size is not None and expected.size > max_bytes:
+        raise DownloadError(
+            f"the {what} at {url} is listed as {expected.size} bytes, more than the limit of {_gib(max_bytes)} for one file; "
+            f"nothing was downloaded.{raise_it}{suffix}"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     base = BACKOFF_BASE if backoff is None else backoff
@@ -206,12 +249,19 @@ def download(
         attempt += 1
         resumed = partial.is_file() and partial.stat().st_size > 0
         try:
-            _stream_once(url, partial, timeout, expected)
+            _stream_once(url, partial, timeout, expected, max_bytes)
         except _TooLarge as exc:
             partial.unlink(missing_ok=True)
+            count, only_announced = exc.args
+            sent = f"announces {count} bytes" if only_announced else f"sent {count} bytes so far"
+            if expected is not None and expected.size is not None and expected.size <= max_bytes:
+                raise DownloadError(
+                    f"downloading the {what} from {url}: the server {sent}, more than the expected "
+                    f"{expected.size} bytes; the download was discarded.{suffix}"
+                ) from None
             raise DownloadError(
-                f"downloading the {what} from {url}: the server sent more than the expected "
-                f"{expected.size} bytes ({exc.args[0]} so far); the download was discarded.{suffix}"
+                f"downloading the {what} from {url}: the server {sent}, more than the limit of {_gib(max_bytes)} "
+                f"for one file; the download was stopped and {partial.name} removed.{raise_it}{suffix}"
             ) from None
         except Exception as exc:
             last_error = _retry_or_raise(exc, url, f"downloading the {what}", suffix)
