@@ -17,9 +17,10 @@ import pytest  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from patchlesion.cli import main  # noqa: E402
+
 # Product code: the figures module (its save_figure is wrapped to catch each Figure) and the CLI.
 from patchlesion.results import figures as figures_module  # noqa: E402
-from patchlesion.cli import main  # noqa: E402
 
 
 @pytest.fixture

@@ -54,13 +54,13 @@ def prepare_cache(index: pd.DataFrame, image_size: tuple[int, int], out_dir: str
     paths = list(index["path"])
     digests = [""] * n
 
-    def work(i: int) -> None:
-        images[i], digests[i] = decode_file(paths[i], (width, height))
+    def decode(path: str) -> tuple[np.ndarray, str]:
+        return decode_file(path, (width, height))
 
     # PIL releases the GIL while decoding and resizing, so threads decode in parallel.
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        for _ in pool.map(work, range(n)):
-            pass
+        for i, (pixels, digest) in enumerate(pool.map(decode, paths)):
+            images[i], digests[i] = pixels, digest
     images.flush()
     del images
     image_ids = [str(i) for i in index["image_id"]]
