@@ -46,7 +46,8 @@ def machine_description(record: dict) -> str:
     cpu = machine.get("cpu_model") or (machine.get("device_name") if machine.get("device") == "cpu" else None) or "unknown CPU"
     details = ", ".join(str(machine[key]) for key in ("cpu_id", "cpu_capability") if machine.get(key))
     text = f"{cpu}" + (f" ({details})" if details else "")
-    text += f", {machine.get('cores_available', machine.get('cores', '?'))} cores seen, {machine.get('torch_threads', '?')} torch threads"
+    threads = machine.get("torch_threads", "?")
+    text += f", {machine.get('cores_available', machine.get('cores', '?'))} cores seen, {threads} torch thread{'' if threads == 1 else 's'}"
     gpu = machine.get("gpu_model") or (machine.get("device_name") if str(machine.get("device", "")).startswith("cuda") else None)
     if gpu:
         text += f", GPU {gpu} (CUDA {machine.get('cuda')}, cuDNN {machine.get('cudnn')})"
@@ -67,8 +68,9 @@ def machines_section(folders: list[Path]) -> list[str]:
     if len(counts) == 1:
         where = "one machine" if hosts == 1 else f"{hosts} hosts of one kind (bit-identity is tested within one host only)"
         text = (
-            f"All {len(jobs)} training and evaluation jobs behind these numbers ran on {where}: {next(iter(counts))}. "
-            "Rerun there with the same settings, threads and library versions, they give bit-identical numbers; "
+            f"{'The one job' if len(jobs) == 1 else f'All {len(jobs)} training and evaluation jobs'} behind these numbers "
+            f"ran on {where}: {next(iter(counts))}. "
+            "Rerun there with the same settings, threads and library versions, the numbers are bit-identical; "
             "another CPU, thread count or library version gives close, not equal ones (docs/running.md §9)."
         )
         return [*lines, text, ""]
