@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
 from httpfake import FakeServer
 from patchlesion.data.acquire import download as dl
@@ -15,3 +16,10 @@ def server(monkeypatch):
     srv = FakeServer().start()
     yield srv
     srv.stop()
+
+
+# Property tests (tests/test_properties_*.py): the same examples on every run, no example database
+# written into the checkout, no per-example deadline on slow shared CI machines. Each property sets
+# its own max_examples.
+settings.register_profile("patchlesion", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.load_profile("patchlesion")

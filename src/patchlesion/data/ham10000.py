@@ -83,20 +83,36 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
         sep = "\t" if path.suffix == ".tab" else None
         # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") must not glue itself to "lesion_id";
         # index_col=False: data rows with one field more than the header must not shift the columns.
+        # Blank lines are kept as empty rows and dropped below, so that row r is line r + 2 of the file.
         table = pd.read_csv(
-            path, sep=sep, engine="python", dtype=str, keep_default_na=False, encoding="utf-8-sig", index_col=False
-        )
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, UnicodeDecodeError) as error:
+            path, sep=sep, engine="python", dtype=str, keep_default_na=False, encoding="utf-8-sig", index_col=False,
+            skip_blank_lines=False,
+        )  # fmt: skip
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{path}: cannot read the metadata table: it is not UTF-8 text ({error}); save it as UTF-8.") from error
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as error:
         raise DatasetError(f"{path}: cannot read the metadata table ({error}).") from error
     table.columns = [c.strip().strip('"') for c in table.columns]
+    # pandas renames a repeated header "dx" to "dx.1"; " dx" and "dx" repeat only after stripping.
+    repeated = [c for c in REQUIRED_COLUMNS if list(table.columns).count(c) > 1 or f"{c}.1" in table.columns]
+    if repeated:
+        raise DatasetError(f"{path}: column(s) {', '.join(repeated)} appear more than once in the header; keep one of each.")
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise DatasetError(
             f"{path}: missing column(s) {', '.join(missing)}; a HAM10000 metadata table has "
             "lesion_id,image_id,dx,dx_type,age,sex,localization."
         )
+    table = table[~table.fillna("").apply(lambda column: column.str.strip() == "").all(axis=1)]  # blank lines
     if table.empty:
         raise DatasetError(f"{path}: the metadata table has no rows.")
+    short = table[list(REQUIRED_COLUMNS)].isna()  # a row with fewer fields than the header
+    if short.any(axis=None):
+        row = short.any(axis=1).idxmax()
+        absent = [c for c in REQUIRED_COLUMNS if short.at[row, c]]
+        raise DatasetError(
+            f"{path}, line {row + 2}: the row has fewer fields than the header (no {', '.join(absent)}). Complete or remove it."
+        )
     for column in REQUIRED_COLUMNS:
         table[column] = table[column].str.strip().str.strip('"')
     _check_values(path, table, "dx", tuple(DX_TO_CLASS))
@@ -111,7 +127,7 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
     empty_lesion = table.index[table["lesion_id"] == ""]
     if len(empty_lesion):
         raise DatasetError(f"{path}, line {empty_lesion[0] + 2}: empty lesion_id.")
-    return table
+    return table.reset_index(drop=True)
 
 
 def _check_values(path: Path, table: pd.DataFrame, column: str, allowed: tuple[str, ...]) -> None:

@@ -28,7 +28,7 @@ def crop_grid(n_crops: int, image_size: tuple[int, int], crop_size: int) -> list
         corners = crop_grid(4, image_size, crop_size)
         centre = (height // 2 - crop_size // 2, width // 2 - crop_size // 2)
         return corners + [centre]
-    per_axis = math.isqrt(n_crops)
+    per_axis = math.isqrt(max(n_crops, 0))
     if per_axis * per_axis != n_crops or n_crops < 1:
         raise ValueError(f"n_crops must be 5 or a perfect square (1, 4, 9, 16, 25, ...), got {n_crops}.")
     if per_axis == 1:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
+from patchlesion.results.machines import machines_section
+
 __all__ = ["SKIPPED", "write_report"]
 
 #: Tables that are skipped when they were not produced, with the reason and what to do.
@@ -70,6 +72,7 @@ def write_report(
         if png.exists():
             pdf = png.with_suffix(".pdf")
             lines += [f"### Fig. {number}: {text}", "", f"![Fig. {number}]({_rel(png, out)})", "", f"PDF: [{pdf.name}]({_rel(pdf, out)})", ""]
+    lines += machines_section([base, *(results / other for other in sorted(set(table_datasets.values())))])
     produced = {md.stem.removeprefix("table_") for md in tables}
     skipped = [why for name, why in SKIPPED.items() if name not in produced]
     lines += ["## Skipped", ""]
