@@ -230,6 +230,7 @@ def test_a_job_takes_the_lowest_free_slot_of_the_least_loaded_device(tmp_path, m
 def test_a_bad_number_of_jobs_per_device_is_refused(tmp_path, monkeypatch, two_devices, value):
     monkeypatch.setenv("PATCHLESION_GPU_LOCK_DIR", str(tmp_path / "locks"))
     monkeypatch.setenv("PATCHLESION_GPU_JOBS_PER_DEVICE", value)
+    monkeypatch.setenv("PATCHLESION_GPU_LEASE_TIMEOUT", "1")  # J = 0 taken at its word would wait forever
     with pytest.raises(PatchlesionError, match=f"PATCHLESION_GPU_JOBS_PER_DEVICE='{value}'.*config key gpu_jobs_per_device"):
         gpulease.lease_device()
     assert gpulease._held is None and os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
