@@ -246,6 +246,26 @@ def test_one_device_takes_no_lock_whatever_j(tmp_path, monkeypatch):
     assert gpulease.lease_device() is None and not (tmp_path / "locks").exists()
 
 
+@pytest.mark.slow
+def test_the_workflow_gives_its_jobs_gpu_jobs_per_device(tmp_path, monkeypatch):
+    # One demo training job on 2 fake GPUs: its lease reads J from config key gpu_jobs_per_device.
+    from test_workflow import ROOT, snakemake
+
+    monkeypatch.setenv("PATCHLESION_GPU_COUNT", "2")
+    monkeypatch.setenv("PATCHLESION_GPU_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setenv("PATCHLESION_GPU_JOBS_PER_DEVICE", "7")  # the config's value wins in the workflow
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    run = "tiny-multi_crop-nc9-mean-loss_weighting-k1"
+    overrides = ["preset=demo", "synthetic={n_images: 120, image_size: [96, 72], seed: 1}", "image_size=[96, 72]", "crop_size=32",
+                 "epochs=1", "validation_every=1", "lr_halving_epochs=[1]", "device=auto", "gpu_jobs_per_device=3"]  # fmt: skip
+    result = snakemake("--cores", "1", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path),
+                       f"results/synthetic/runs/{run}/fold1/model.pt", "--config", *overrides)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = (tmp_path / "results" / "synthetic" / "logs" / "train" / run / "fold1.log").read_text()
+    assert "GPU lease: device 0 of 0,1, slot 0 of 3" in log
+
+
 # --------------------------------------------------------------------------------------------------
 # A shared machine: the lock folder is the user's own, lock files are never followed (docs/running.md §2)
 # --------------------------------------------------------------------------------------------------
