@@ -40,6 +40,7 @@ def test_best_j_is_the_smallest_within_the_margin_of_the_highest(rates, margin, 
 @pytest.mark.parametrize("argv", [[], ["--device", "cpu"]])
 def test_without_a_gpu_it_says_it_was_skipped(monkeypatch, capsys, argv):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr(gpu_jobs, "run_concurrently", lambda *args: pytest.fail("no job may start"))
     assert gpu_jobs.main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("gpu_jobs: skipped: no CUDA device") and "J=" not in out
