@@ -96,6 +96,7 @@ def _job_count(text: str, rule: str) -> int:
         ("crop_size=500", "crop_size"),
         ("derm7pt_split=random7", "random7"),
         ("test_checkpoint={derm7pt: worst}", "worst"),
+        ("gpu_jobs_per_device=0", "gpu_jobs_per_device"),
     ],
 )
 def test_bad_config_is_rejected_naming_the_key(tmp_path, override, named):

@@ -86,6 +86,11 @@ FIGURES = config.get("figures", {})
 # Jobs call the `patchlesion` command of the Python environment that runs Snakemake, also when that
 # environment is not activated (e.g. `.venv/bin/snakemake ...`).
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+# How many GPU jobs share one device: read by each job's GPU lease (patchlesion.engine.gpulease), so
+# that no device holds more; passed to the jobs' environment, not their command lines, because it
+# changes where a job runs, not what it computes (a changed value reruns nothing). Set, not read, so
+# not an `envvars:` requirement.
+os.environ.update(PATCHLESION_GPU_JOBS_PER_DEVICE=str(config["gpu_jobs_per_device"]))
 
 
 # ==================================================================================================

@@ -27,8 +27,8 @@ def _read_csv(path: str, what: str) -> pd.DataFrame:
 
 
 def lease_gpu(device: str | None) -> None:
-    """One GPU per job: on a multi-GPU workstation, lease a free device before CUDA starts
-    (:mod:`patchlesion.engine.gpulease`); ``device`` ``auto`` or ``cuda`` asks for one."""
+    """A GPU per job: on a multi-GPU workstation, lease a free device (one of its J job slots)
+    before CUDA starts (:mod:`patchlesion.engine.gpulease`); ``device`` ``auto`` or ``cuda`` asks for one."""
     if device in ("auto", "cuda"):
         from patchlesion.engine.gpulease import lease_device
 
