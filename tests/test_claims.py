@@ -145,6 +145,7 @@ def test_claims_file_pairs_lists_and_broadcasts_a_single_row():
     claims = {c.id: c for c in load_claims()}
     assert claims["more_crops_help_multi_crop"].comparisons == (("Multi-Crop 9", "Multi-Crop 5"), ("Multi-Crop 16", "Multi-Crop 9"))
     assert claims["k1_is_best"].comparisons == (("k = 1.00", "k = 1.25"), ("k = 1.00", "k = 1.50"))
+    assert claims["attention_beats_gru"].comparisons == (("Initial Attention", "GRU"), ("End Attention", "GRU"), ("Dual Attention", "GRU"))
 
 
 @pytest.mark.parametrize(
