@@ -133,7 +133,8 @@ def test_every_claim_names_rows_of_the_tables_definitions_and_of_the_papers_tabl
                    ("III", "Attention 9", "Multi-Crop 9"), ("III", "Multi-Crop 16", "Multi-Crop 9"), ("IV", "Attention", "Multi-Crop"),
                    ("V", "Loss Weighting", "No Balancing"), ("V", "Loss Weighting", "Oversampling"),
                    ("V", "Loss Weighting", "Balanced Batches"), ("V", "Diag. Weighting", "Loss Weighting"),
-                   ("VI", "k = 1.00", "k = 0.50"), ("VI", "k = 1.00", "k = 1.50"), (FIGURE5, "NC = 9, p_d = 0.1", "NC = 9, p_d = 0")]:  # fmt: skip
+                   ("VI", "k = 1.00", "k = 0.50"), ("VI", "k = 1.00", "k = 1.50"),
+                   (FIGURE5, "NC = 9, p_d = 0.1", "NC = 9, p_d = 0")]:  # fmt: skip
         assert wanted in pairs, wanted
 
 
@@ -224,7 +225,8 @@ def _write_run(results: Path, run: str, folds: list[pd.DataFrame]) -> list[str]:
         folder = results / "synthetic" / "runs" / run / f"fold{fold}"
         folder.mkdir(parents=True)
         frame.to_csv(folder / "predictions.csv", index=False)
-        (folder / "metrics.json").write_text(json.dumps({"run": run, "fold": fold, "mc_sensitivity": 0.5, "mc_specificity": 0.9, "f1": 0.5}))
+        metrics = {"run": run, "fold": fold, "mc_sensitivity": 0.5, "mc_specificity": 0.9, "f1": 0.5}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
         paths.append(str(folder / "metrics.json"))
     return paths
 
@@ -267,7 +269,8 @@ def test_command_with_missing_predictions_is_one_error_line_and_writes_nothing(t
     metrics = _write_run(results, RUNS["Multi-Crop"], _noisy(1, 0.8))
     Path(metrics[0]).with_name("predictions.csv").unlink()
     out = tmp_path / "claims.csv"
-    assert main(["claims", "--dataset", "ham10000", "--table-metrics", "II", *metrics, "--csv", str(out), "--markdown", str(tmp_path / "c.md")]) == 2
+    args = ["--table-metrics", "II", *metrics, "--csv", str(out), "--markdown", str(tmp_path / "c.md")]
+    assert main(["claims", "--dataset", "ham10000", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("patchlesion claims: error: ") and "predictions.csv" in err[-1]
     assert not out.exists() and not (tmp_path / "c.md").exists()

@@ -217,7 +217,8 @@ def check_claims(
                           "paper_delta": _paper_delta(paper, claim, backbone, row_a, row_b)}  # fmt: skip
                 missing = [r for r in (row_a, row_b) if (claim.table, backbone, r) not in predictions]
                 if missing:
-                    record.update(verdict=NOT_RUN, reason=f"{_table_name(claim.table)} has no row {missing[0]!r} for {backbone} in this run")
+                    reason = f"{_table_name(claim.table)} has no row {missing[0]!r} for {backbone} in this run"
+                    record.update(verdict=NOT_RUN, reason=reason)
                 else:
                     ci = paired_bootstrap_ci(predictions[(claim.table, backbone, row_b)], predictions[(claim.table, backbone, row_a)],
                                              n_boot=n_boot, seed=seed, names=(row_b, row_a))  # fmt: skip
@@ -281,8 +282,8 @@ def claims_markdown(results: pd.DataFrame, claims: Sequence[Claim], synthetic: b
     for rec in results.to_dict("records"):
         comparison = f"{rec['row_a']} − {rec['row_b']}" if rec["row_a"] else _table_name(rec["table"])
         outcome = rec["verdict"] if rec["verdict"] != NOT_RUN else f"not run: {rec['reason']}"
-        detail_rows.append([Text(number[rec["id"]]), Text(comparison), Text(rec["backbone"] or "—"),
-                            Interval(rec.get("delta"), rec.get("low"), rec.get("high")), Signed(rec.get("paper_delta")), Text(outcome)])  # fmt: skip
+        interval, paper = Interval(rec.get("delta"), rec.get("low"), rec.get("high")), Signed(rec.get("paper_delta"))
+        detail_rows.append([Text(number[rec["id"]]), Text(comparison), Text(rec["backbone"] or "—"), interval, paper, Text(outcome)])
     levels = [float(v) for v in results["level"].dropna()]
     n_boot = sorted({int(v) for v in results["n_boot"].dropna()})
     notes = [f"Note {number[c.id]}: {c.note}" for c in claims if c.note]
