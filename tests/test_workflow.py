@@ -162,6 +162,12 @@ def test_workflow_end_to_end_on_tiny_synthetic_data(tmp_path):
         assert (figures / f"{name}.png").stat().st_size > 1000 and (figures / f"{name}.pdf").exists()
     report = (tmp_path / "results" / "REPORT.md").read_text()
     assert "Table IV" in report and "synthetic/figures/figure4.png" in report
+    # the report opens with the verdicts on the paper's claims, labelled as synthetic; Table IV's are not run
+    assert report.index("## The paper's claims, checked") < report.index("## Tables")
+    assert "Synthetic data: this section says nothing about the paper" in report
+    claims = pd.read_csv(results / "tables" / "claims.csv")
+    assert set(claims["backbone"].dropna()) == {"tiny"} and set(claims.loc[claims["table"] == "IV", "verdict"]) == {"not run"}
+    assert claims.loc[claims["table"] == "II", "verdict"].isin(["reproduced", "contradicted", "inconclusive"]).all()
 
     # the official-test protocol on the held-out synthetic set: fold models and their ensemble
     official = pd.read_csv(results / "tables" / "official_test.csv")
