@@ -137,10 +137,10 @@ def _add_table(sub) -> None:
 def _add_claims(sub) -> None:
     text = "a verdict on each of the paper's claims, per backbone, from paired bootstrap intervals (docs/claims.md)"
     p = _command(sub, "claims", text, commands.cmd_claims)
-    p.add_argument("--table-metrics", nargs="+", action="append", metavar="TABLE METRICS",
+    p.add_argument("--table-metrics", nargs="+", action="append", metavar=("TABLE", "METRICS"),
                    help="a table (II) and its runs' fold metrics.json files (predictions.csv beside each); once per table")  # fmt: skip
     p.add_argument("--label", nargs=3, action="append", metavar=("TABLE", "RUN", "ROW"), help="the paper's row label of a run in a table")
-    p.add_argument("--figure5-metrics", nargs="+", default=None, help="the fold metrics.json files of Fig. 5's runs")
+    p.add_argument("--figure5-metrics", nargs="+", default=None, metavar="METRICS", help="the fold metrics.json files of Fig. 5's runs")
     p.add_argument("--dataset", required=True, help="the dataset the runs trained on (synthetic: the section says so first)")
     p.add_argument("--csv", required=True)
     p.add_argument("--markdown", required=True, help="the section REPORT.md opens with")
