@@ -33,6 +33,7 @@ def test_paper_preset_plans_three_folds_per_backbone(tmp_path):
     assert _job_count(stats, "evaluate") == 216
     assert _job_count(stats, "table") == 4 and _job_count(stats, "table_figures") == 4
     assert _job_count(stats, "figure4") == _job_count(stats, "figure5") == _job_count(stats, "report_md") == 1
+    assert _job_count(stats, "claims") == 1  # the verdicts on the paper's claims, from every table's and Fig. 5's runs
     assert _job_count(stats, "fetch_weights") == 3
     assert _job_count(stats, "download_ham10000") == 1
     # the official test set: Table II's 7 rows x 3 backbones, each job all folds and their ensemble;
@@ -59,6 +60,8 @@ def test_derm7pt_dir_adds_table_iv_with_one_last_model_per_row(tmp_path):
     assert "results/derm7pt/runs/densenet121-multi_crop-nc9-mean-loss_weighting-k1/fold2" not in stats
     assert "--model results/derm7pt/runs/densenet121-multi_crop-nc9-mean-loss_weighting-k1/fold1/model_last.pt" in stats
     assert "--table-dataset IV derm7pt" in stats
+    # the claims compare Table IV's rows too, from the derm7pt runs
+    assert "--table-metrics IV results/derm7pt/runs/inception_v3-multi_crop-nc9-mean-loss_weighting-k1/fold1/metrics.json" in stats
     # every training setting reaches `patchlesion train` (tests/test_settings.py), evaluate gets no training-only one
     assert "--plain-batch-size 5" in stats and "--model results/derm7pt/runs/densenet121-multi_crop-nc9-mean-loss_weighting-k1/fold1/model_last.pt --predictions" in stats
     assert not any("patchlesion evaluate" in line and "--epochs" in line for line in stats.splitlines())
@@ -160,6 +163,12 @@ def test_workflow_end_to_end_on_tiny_synthetic_data(tmp_path):
         assert (figures / f"{name}.png").stat().st_size > 1000 and (figures / f"{name}.pdf").exists()
     report = (tmp_path / "results" / "REPORT.md").read_text()
     assert "Table IV" in report and "synthetic/figures/figure4.png" in report
+    # the report opens with the verdicts on the paper's claims, labelled as synthetic; Table IV's are not run
+    assert report.index("## The paper's claims, checked") < report.index("## Tables")
+    assert "Synthetic data: this section says nothing about the paper" in report
+    claims = pd.read_csv(results / "tables" / "claims.csv")
+    assert set(claims["backbone"].dropna()) == {"tiny"} and set(claims.loc[claims["table"] == "IV", "verdict"]) == {"not run"}
+    assert claims.loc[claims["table"] == "II", "verdict"].isin(["reproduced", "contradicted", "inconclusive"]).all()
 
     # the official-test protocol on the held-out synthetic set: fold models and their ensemble
     official = pd.read_csv(results / "tables" / "official_test.csv")

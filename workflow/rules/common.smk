@@ -279,6 +279,23 @@ def table_figures_options(wildcards):
     return " ".join(f"--label {name} {shlex.quote(label)}" for name, label in table_rows(wildcards.table))
 
 
+def claims_inputs(wildcards):
+    """Test metrics of every run the paper's claims compare: every built table's and Fig. 5's (predictions.csv beside each)."""
+    paths = [path for dataset, table in built_tables() for path in table_metrics(dataset, table)]
+    return paths + (figure5_inputs(wildcards) if "fig5" in FIGURES else [])
+
+
+def claims_options(wildcards):
+    """Command-line options of the claims rule: each built table's metrics and row labels, Fig. 5's metrics."""
+    options = []
+    for dataset, table in built_tables():
+        options.append(f"--table-metrics {table} " + " ".join(table_metrics(dataset, table)))
+        options += [f"--label {table} {name} {shlex.quote(label)}" for name, label in table_rows(table)]
+    if "fig5" in FIGURES:
+        options.append("--figure5-metrics " + " ".join(figure5_inputs(wildcards)))
+    return " ".join(options)
+
+
 def figure4_model(wildcards):
     """The fold model of Fig. 4's run that is evaluated on the test part."""
     return test_model_path(wildcards.dataset, figure4_run(), FIGURES["fig4"].get("fold", 1))

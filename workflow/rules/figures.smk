@@ -77,6 +77,7 @@ rule figure5:
 
 rule report_md:
     input:
+        claims=expand("results/{dataset}/tables/claims.md", dataset=DATASET),
         tables=table_outputs(),
         figures=figure_outputs(),
     output:

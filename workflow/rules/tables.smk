@@ -24,3 +24,25 @@ rule table:
     shell:
         "patchlesion table --table {wildcards.table} --metrics {input} {params.options} "
         "--csv {output.csv} --markdown {output.markdown} --latex {output.latex} > {log} 2>&1"
+
+
+rule claims:
+    input:
+        claims_inputs,
+    output:
+        csv="results/{dataset}/tables/claims.csv",
+        markdown=report(
+            "results/{dataset}/tables/claims.md",
+            caption="../report/claims.rst",
+            category="Tables",
+            labels={"table": "claims", "format": "Markdown"},
+        ),
+    params:
+        options=claims_options,
+    log:
+        "results/{dataset}/logs/claims.log",
+    conda:
+        "../../envs/patchlesion.yaml"
+    shell:
+        "patchlesion claims --dataset {wildcards.dataset} {params.options} "
+        "--csv {output.csv} --markdown {output.markdown} > {log} 2>&1"

@@ -138,6 +138,17 @@ def cmd_table(args: argparse.Namespace) -> None:
     log.info("table %s with %d rows written to %s", args.table, len(table), ", ".join(p for p in (args.csv, args.markdown, args.latex) if p))
 
 
+def cmd_claims(args: argparse.Namespace) -> None:
+    from patchlesion.results.claims import SYNTHETIC_DATASETS, check_claims, collect_predictions, load_claims, write_claims
+
+    claims = load_claims()
+    labels = {(table, run): row for table, run, row in args.label or []}
+    tables = {table: paths for table, *paths in args.table_metrics or []}
+    results = check_claims(claims, collect_predictions(tables, labels, args.figure5_metrics or []), seed=args.seed)
+    write_claims(results, claims, args.csv, args.markdown, synthetic=args.dataset in SYNTHETIC_DATASETS)
+    log.info("verdicts on %d claims written to %s: %s", len(claims), args.markdown, results["verdict"].value_counts().to_dict())
+
+
 
 
 def cmd_table_figures(args: argparse.Namespace) -> None:

@@ -134,6 +134,19 @@ def _add_table(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 
 
+def _add_claims(sub) -> None:
+    text = "a verdict on each of the paper's claims, per backbone, from paired bootstrap intervals (docs/claims.md)"
+    p = _command(sub, "claims", text, commands.cmd_claims)
+    p.add_argument("--table-metrics", nargs="+", action="append", metavar=("TABLE", "METRICS"),
+                   help="a table (II) and its runs' fold metrics.json files (predictions.csv beside each); once per table")  # fmt: skip
+    p.add_argument("--label", nargs=3, action="append", metavar=("TABLE", "RUN", "ROW"), help="the paper's row label of a run in a table")
+    p.add_argument("--figure5-metrics", nargs="+", default=None, metavar="METRICS", help="the fold metrics.json files of Fig. 5's runs")
+    p.add_argument("--dataset", required=True, help="the dataset the runs trained on (synthetic: the section says so first)")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True, help="the section REPORT.md opens with")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (the tables' default, so their intervals agree)")
+
+
 def _add_table_figures(sub) -> None:
     text = "confusion matrix of a table's best run and training curves of its runs"
     p = _command(sub, "table-figures", text, commands.cmd_table_figures)
@@ -256,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="patchlesion", description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synthesize, _add_index, _add_prepare, _add_split, _add_train, _add_evaluate, _add_table, _add_table_figures,
-                _add_figure4, _add_figure5, _add_report, _add_official_test, _add_official_table, _add_convert_derm7pt,
+    for add in (_add_synthesize, _add_index, _add_prepare, _add_split, _add_train, _add_evaluate, _add_table, _add_claims,
+                _add_table_figures, _add_figure4, _add_figure5, _add_report, _add_official_test, _add_official_table, _add_convert_derm7pt,
                 _add_fetch_weights):  # fmt: skip
         add(sub)
     _add_downloads(sub)  # download-ham10000, download-isic2018-test

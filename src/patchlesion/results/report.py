@@ -1,4 +1,5 @@
-"""results/REPORT.md: one page linking every table and figure the workflow produced, and saying
+"""results/REPORT.md: one page that opens with the verdicts on the paper's claims
+(:mod:`patchlesion.results.claims`), links every table and figure the workflow produced, and says
 what was skipped and why."""
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ def write_report(
         "(mean ± population std over the fold models on the held-out test part) beside the paper's; "
         "F1 is the paper's prediction-weighted F1.",
         "",
-        "## Tables",
-        "",
     ]
+    lines += _claims_section(base / "tables" / "claims.md", out)
+    lines += ["## Tables", ""]
     tables = [p for p in base.glob("tables/table_*.md") if p.stem.removeprefix("table_") not in table_datasets]
     tables += [results / other / "tables" / f"table_{name}.md" for name, other in table_datasets.items()]
     tables = sorted((p for p in tables if p.exists()), key=lambda p: _table_key(p.stem.removeprefix("table_")))
@@ -82,6 +83,15 @@ def write_report(
     text = "\n".join(lines)
     out.write_text(text)
     return text
+
+
+def _claims_section(md: Path, out: Path) -> list[str]:
+    """The verdicts on the paper's claims (``patchlesion claims``), which the report opens with, and a link to their CSV."""
+    if not md.exists():
+        return []
+    csv = md.with_suffix(".csv")
+    links = [f"Files: [csv]({_rel(csv, out)})", ""] if csv.exists() else []
+    return [md.read_text().strip(), "", *links]
 
 
 def _table_section(md: Path, out: Path) -> list[str]:
