@@ -256,7 +256,7 @@ def weights_backbone(wildcards):
 
 
 def weights_targets():
-    """Every cache file rule fetch_weights can make, relative to TORCH_HOME: the paper backbones'
+    """Every cache file that fetch_weights can make (relative to TORCH_HOME): the paper backbones'
     checkpoints and the records of the timm backbones of the configured runs."""
     backbones = [*PRETRAINED, *(RunSpec.from_name(run).backbone for run in all_runs())]
     return {weights_target(b, TORCH_HOME).relative_to(TORCH_HOME) for b in backbones if b in PRETRAINED or is_timm(b)}

@@ -25,12 +25,9 @@ from torch import nn
 
 from patchlesion.method import timm_backbones
 from patchlesion.method.registry import Registry
-from patchlesion.method.runs import NORMALISATIONS
+from patchlesion.method.normalisation import IMAGENET
 
 __all__ = ["BACKBONES", "Backbone", "build_backbone"]
-
-
-_IMAGENET = NORMALISATIONS["imagenet"]
 
 
 @dataclass(frozen=True)
@@ -64,7 +61,13 @@ def _timm_backbone(name: str, model: str) -> Backbone:
     """The entry of ``timm:<model>``: checked against timm's catalogue, statistics from timm."""
     config = timm_backbones.pretrained_config(name)
     min_crop_size = config.min_input_size[-1] if config.min_input_size else 32
-    return Backbone(name, partial(timm_backbones.build, name), None, min_crop_size, tuple(config.mean), tuple(config.std))
+    return Backbone(name, partial(_build_timm, name), None, min_crop_size, tuple(config.mean), tuple(config.std))
+
+
+def _build_timm(name: str, pretrained: bool) -> nn.Module:
+    from patchlesion.method.weights import weights_path
+
+    return timm_backbones.build(name, _imagenet_state(name) if pretrained else None, weights_path(name) if pretrained else None)
 
 
 BACKBONES.register_family(timm_backbones.FAMILY, _timm_backbone, "timm:<model>")
@@ -108,7 +111,7 @@ def _tiny(pretrained: bool) -> nn.Module:  # no ImageNet weights: always random
     )
 
 
-@BACKBONES.register("densenet121", n_features=1024, min_crop_size=32, mean=_IMAGENET.mean, std=_IMAGENET.std)
+@BACKBONES.register("densenet121", n_features=1024, min_crop_size=32, mean=IMAGENET.mean, std=IMAGENET.std)
 def _densenet121(pretrained: bool) -> nn.Module:
     from torchvision.models import densenet121
 
@@ -139,7 +142,7 @@ def _inception_v3(pretrained: bool) -> nn.Module:
     return nn.Sequential(*(getattr(net, name) for name in layers), GlobalAveragePool())
 
 
-@BACKBONES.register("se_resnext50", n_features=2048, min_crop_size=32, mean=_IMAGENET.mean, std=_IMAGENET.std)
+@BACKBONES.register("se_resnext50", n_features=2048, min_crop_size=32, mean=IMAGENET.mean, std=IMAGENET.std)
 def _se_resnext50(pretrained: bool) -> nn.Module:
     import pretrainedmodels
 

@@ -17,33 +17,12 @@ from dataclasses import asdict, dataclass
 from patchlesion.errors import PatchlesionError
 from patchlesion.method.aggregation import AGGREGATIONS, ATTENTIONS
 from patchlesion.method.balancing import BALANCINGS, DIAGNOSIS_SCOPE_CLASSES
-from patchlesion.method.registry import Registry, unknown_choice
+from patchlesion.method.normalisation import NORMALISATIONS, Normalisation
+from patchlesion.method.registry import unknown_choice
 from patchlesion.method.timm_backbones import check_backbone_name, from_run_name, to_run_name
 
 __all__ = ["CENTRE_CROPS", "NORMALISATIONS", "Normalisation", "RunSpec"]
 
-
-@dataclass(frozen=True)
-class Normalisation:
-    """A registry entry: per-channel ``mean`` and ``std`` the [0, 1] input is standardised with, or
-    None for raw [0, 1] input, as the authors' code (docs/method.md §1.3); ``from_backbone``: the
-    statistics the backbone's ImageNet weights were trained with (``model``)."""
-
-    name: str
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
-    from_backbone: bool = False
-
-    def statistics(self, backbone) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
-        """``(mean, std)`` for a model with ``backbone`` (its registry entry); ``(None, None)``: raw input."""
-        return (backbone.mean, backbone.std) if self.from_backbone else (self.mean, self.std)
-
-
-#: Input normalisations by name, as a run's ``normalisation`` names them.
-NORMALISATIONS: Registry[Normalisation] = Registry("normalisation")
-NORMALISATIONS.register("none", Normalisation("none"))
-NORMALISATIONS.register("imagenet", Normalisation("imagenet", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)))
-NORMALISATIONS.register("model", Normalisation("model", from_backbone=True))
 
 #: Single-Crop's evaluation crop: ``code`` as the released code, ``paper`` as the paper's text.
 CENTRE_CROPS = ("code", "paper")

@@ -7,7 +7,7 @@ the global average pooling and whatever timm's head puts before its classifier (
 LayerNorm); the feature size is the one timm reports. The head's dropout belongs to the dropped
 classifier, so it is off (``drop_rate=0``). Its ImageNet weights come from the local cache
 (:func:`patchlesion.method.weights.load_pretrained_state`) and are loaded by timm itself, so timm's
-checkpoint filters apply and a checkpoint that does not fit is an error, never a partial load.
+checkpoint filter applies and a checkpoint that does not fit is an error, never a partial load.
 
 Run names and result folders spell the ``:`` as ``.`` (``timm.convnext_tiny-multi_crop-nc9-...``):
 a colon is no file-name character on Windows, and ``scp``/``rsync`` read one as a host name.
@@ -124,18 +124,17 @@ def pretrained_config(backbone: str):
         ) from None
 
 
-def build(backbone: str, pretrained: bool):
-    """``timm:<model>`` truncated to its pooled features, from the cached weights if ``pretrained``."""
-    from patchlesion.method.weights import load_pretrained_state, weights_path
-
+def build(backbone: str, state: dict | None = None, source=None):
+    """``timm:<model>`` truncated to its pooled features; with ``state``, its ImageNet weights as
+    read from the cache file ``source``, loaded by timm (its checkpoint filter, a strict load)."""
     timm = import_timm(backbone)
-    overlay = {"state_dict": load_pretrained_state(backbone)} if pretrained else None
+    overlay = None if state is None else {"state_dict": state}
     try:
-        net = timm.create_model(timm_model(backbone), pretrained=pretrained, pretrained_cfg_overlay=overlay, drop_rate=0.0)
+        net = timm.create_model(timm_model(backbone), pretrained=state is not None, pretrained_cfg_overlay=overlay, drop_rate=0.0)
     except RuntimeError as exc:
-        if not pretrained:
+        if state is None:
             raise
-        raise PatchlesionError(f"{weights_path(backbone)}: these weights do not fit timm's {timm_model(backbone)}: {exc}") from exc
+        raise PatchlesionError(f"{source}: these weights do not fit timm's {timm_model(backbone)}: {exc}") from exc
     net.reset_classifier(0)  # (B, 3, s, s) -> (B, F): pooled (pre-logits) features
     return net
 
