@@ -85,7 +85,8 @@ def check_backbone(backbone):
 def check_config(config):
     """What the schema cannot say: a learning rate per backbone, timm models that exist, crops that
     fit, table references that name a row."""
-    for backbone in config["backbones"]:
+    figures = config.get("figures", {}).values()
+    for backbone in dict.fromkeys([*config["backbones"], *(figure["backbone"] for figure in figures if "backbone" in figure)]):
         check_backbone(run_backbone(backbone))
     if config["crop_size"] > min(config["image_size"]):
         raise ValueError(

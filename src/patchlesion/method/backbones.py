@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from patchlesion.method import timm_backbones
-from patchlesion.method.registry import Registry
 from patchlesion.method.normalisation import IMAGENET
+from patchlesion.method.registry import Registry
 
 __all__ = ["BACKBONES", "Backbone", "build_backbone"]
 
