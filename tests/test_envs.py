@@ -18,7 +18,8 @@ def _canonical(name: str) -> str:
 
 def _pyproject_requirements() -> dict[str, Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    required = project["dependencies"] + project["optional-dependencies"]["slurm"]  # the env can submit to SLURM
+    extras = project["optional-dependencies"]
+    required = project["dependencies"] + extras["slurm"] + extras["timm"]  # the env can submit to SLURM and train timm models
     return {_canonical(Requirement(r).name): Requirement(r) for r in required}
 
 

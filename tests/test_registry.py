@@ -33,7 +33,7 @@ def test_register_as_call_and_as_decorator_and_look_up():
 
 
 def test_unknown_names_list_the_choices_as_user_and_value_errors():
-    with pytest.raises(UnknownChoiceError, match=r"^unknown backbone 'resnet9000'; choose one of tiny, densenet121, inception_v3, se_resnext50\.$"):
+    with pytest.raises(UnknownChoiceError, match=r"^unknown backbone 'resnet9000'; choose one of tiny, densenet121, inception_v3, se_resnext50, timm:<model>\.$"):
         BACKBONES["resnet9000"]
     for registry in (BACKBONES, STRATEGIES, AGGREGATIONS, ATTENTIONS, BALANCINGS, NORMALISATIONS):
         with pytest.raises(PatchlesionError, match=f"unknown {registry.kind} 'nope'"):

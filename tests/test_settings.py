@@ -4,6 +4,7 @@ its config key's value and the workflow's argument string (patchlesion.engine.se
 from __future__ import annotations
 
 import argparse
+import copy
 import shlex
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from snakemake.utils import update_config
 
 from patchlesion.cli import build_parser
 from patchlesion.engine.settings import TrainSettings, setting
@@ -40,7 +42,14 @@ def _options(command: str) -> set[str]:
     return {flag for action in _subparser(command)._actions for flag in action.option_strings}
 
 
-@pytest.mark.parametrize("config", [CONFIG, {**CONFIG, **CONFIG["presets"]["demo"]}], ids=["paper", "demo"])
+def _with_preset(name: str) -> dict:
+    """The config with a preset applied as the workflow does (nested keys merged, snakemake.utils.update_config)."""
+    config = copy.deepcopy(CONFIG)
+    update_config(config, copy.deepcopy(CONFIG["presets"][name]))
+    return config
+
+
+@pytest.mark.parametrize("config", [CONFIG, _with_preset("demo")], ids=["paper", "demo"])
 @pytest.mark.parametrize("backbone", ["tiny", "densenet121", "inception_v3"])
 def test_workflow_options_parse_back_to_the_config_settings(config, backbone):
     settings = TrainSettings.from_config(config, backbone)

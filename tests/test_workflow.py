@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,6 +78,46 @@ def test_demo_preset_plans_tiny_backbone(tmp_path):
     assert _job_count(result.stdout + result.stderr, "synthesize_test") == 1
     assert _job_count(result.stdout + result.stderr, "prepare") == 2  # the training set and the official test set
     assert "tiny-multi_crop-nc9-mean-loss_weighting-k1" in result.stdout + result.stderr
+
+
+def _label_counts(text: str, table: str) -> dict[str, int]:
+    """How many rows of one table's `patchlesion table` command each backbone (the run name's first part) has."""
+    command = next(line for line in text.splitlines() if line.startswith("Shell command: patchlesion table ") and f"Table {table} " in line)
+    backbones = [word.split("-", 1)[0] for previous, word in zip(command.split(), command.split()[1:]) if previous == "--label"]
+    return {backbone: backbones.count(backbone) for backbone in backbones}
+
+
+@pytest.mark.slow  # imports timm to check the model exists: about 30 s on two cores
+def test_demo_plans_every_table_for_a_timm_backbone_beside_tiny(tmp_path):
+    pytest.importorskip("timm")
+    result = snakemake("-n", "-p", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path),
+                       "--config", "preset=demo", "backbones=[tiny, timm:resnet18]")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    stats = result.stdout + result.stderr
+    assert _job_count(stats, "train") == 42 + 38  # tiny's as in the demo, and the 19 table runs x 2 folds of timm:resnet18
+    assert _job_count(stats, "official_test") == 14 and _job_count(stats, "fetch_weights") == 0  # pretrained: false
+    rows = {table: len(spec["rows"]) for table, spec in yaml.safe_load((ROOT / "config.yaml").read_text())["tables"].items()}
+    for table in ("II", "III", "V", "VI"):
+        assert _label_counts(stats, table) == {"tiny": rows[table], "timm.resnet18": rows[table]}, table
+    train = [line for line in stats.splitlines() if "patchlesion train" in line and "--run timm.resnet18-multi_crop-nc9-mean-loss_weighting-k1 " in line]
+    assert len(train) == 2 and all("--learning-rate 0.001 " in line for line in train)  # the demo's rate of timm models
+
+
+@pytest.mark.slow  # imports timm: about 30 s on two cores
+def test_se_resnext50_from_timm_and_a_timm_backbone_fetch_their_weights(tmp_path):
+    pytest.importorskip("timm")
+    result = snakemake("-n", "-p", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), "--config",
+                       "backbones=[densenet121, se_resnext50, timm:convnext_tiny]", "se_resnext50_source=timm",
+                       "learning_rate={se_resnext50: 2.0e-5, timm: 1.0e-4}")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    stats = result.stdout + result.stderr
+    assert _job_count(stats, "train") == 216 and "runs/se_resnext50-" not in stats
+    assert _job_count(stats, "fetch_weights") == 3
+    for backbone, record in (("timm:legacy_seresnext50_32x4d", "legacy_seresnext50_32x4d"), ("timm:convnext_tiny", "convnext_tiny")):
+        assert f"patchlesion fetch-weights {backbone} --torch-home resources/torch > results/logs/fetch_weights/timm/{record}.sha256.log" in stats
+    for run, rate in (("timm.legacy_seresnext50_32x4d", "2e-05"), ("timm.convnext_tiny", "0.0001"), ("densenet121", "1.25e-05")):
+        train = [line for line in stats.splitlines() if f"--run {run}-multi_crop-nc9-mean-loss_weighting-k1 " in line and "patchlesion train" in line]
+        assert len(train) == 3 and all(f"--learning-rate {rate} " in line and "--pretrained" in line for line in train), run
 
 
 def _job_count(text: str, rule: str) -> int:

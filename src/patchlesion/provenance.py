@@ -19,7 +19,8 @@ import torch
 __all__ = ["PACKAGES", "cpu_model", "device_info", "git_commit", "package_versions", "provenance"]
 
 #: Distributions whose versions decide a result.
-PACKAGES = ("patchlesion", "torch", "torchvision", "numpy", "pandas", "scikit-learn", "snakemake", "pretrainedmodels", "pillow")
+PACKAGES = ("patchlesion", "torch", "torchvision", "numpy", "pandas", "scikit-learn", "snakemake", "pretrainedmodels", "pillow", "timm",
+            "safetensors")  # fmt: skip
 
 #: Environment variables that say where a job ran (the scheduler, the devices it was given).
 _JOB_VARIABLES = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_PARTITION", "SLURM_RESTART_COUNT")

@@ -10,9 +10,11 @@ import sys
 
 from snakemake.utils import update_config, validate
 
-from patchlesion.engine.settings import TrainSettings
+from patchlesion.engine.settings import TrainSettings, per_backbone
+from patchlesion.errors import PatchlesionError
 from patchlesion.method.runs import RunSpec
-from patchlesion.method.weights import PRETRAINED
+from patchlesion.method.timm_backbones import PAPER_EQUIVALENTS, is_timm
+from patchlesion.method.weights import PRETRAINED, backbone_of_target, weights_target
 
 SCHEMA = "../schemas/config.schema.yaml"
 #: The ImageNet weight cache (torch.hub's layout under TORCH_HOME), filled by rule fetch_weights.
@@ -59,11 +61,33 @@ def apply_preset(config):
     validate(config, SCHEMA)
 
 
+def run_backbone(backbone):
+    """The backbone a configured one is trained as: se_resnext50 from timm (legacy_seresnext50_32x4d,
+    the same network) when se_resnext50_source is timm; every other backbone as it is."""
+    if config["se_resnext50_source"] == "timm":
+        return {paper: model for model, paper in PAPER_EQUIVALENTS.items()}.get(backbone, backbone)
+    return backbone
+
+
+def check_backbone(backbone):
+    """A backbone has a learning rate, and a timm model exists in timm's catalogue (this imports
+    timm and torch, only when a timm backbone is configured)."""
+    try:
+        per_backbone(config["learning_rate"], backbone)
+        if is_timm(backbone):
+            from patchlesion.method.backbones import BACKBONES
+
+            BACKBONES.check(backbone)
+    except PatchlesionError as error:
+        raise ValueError(f"config key 'backbones': {error}") from None
+
+
 def check_config(config):
-    """What the schema cannot say: a learning rate per backbone, crops that fit, table references that name a row."""
-    for backbone in config["backbones"]:
-        if backbone not in config["learning_rate"]:
-            raise ValueError(f"config key 'learning_rate': no learning rate for backbone {backbone!r}.")
+    """What the schema cannot say: a learning rate per backbone, timm models that exist, crops that
+    fit, table references that name a row."""
+    figures = config.get("figures", {}).values()
+    for backbone in dict.fromkeys([*config["backbones"], *(figure["backbone"] for figure in figures if "backbone" in figure)]):
+        check_backbone(run_backbone(backbone))
     if config["crop_size"] > min(config["image_size"]):
         raise ValueError(
             f"config key 'crop_size': {config['crop_size']} is larger than image_size {config['image_size']}."
@@ -162,7 +186,7 @@ def table_rows(table):
     for backbone in config["backbones"]:
         for row in config["tables"][table]["rows"]:
             fields = {key: value for key, value in row.items() if key != "row"}
-            rows.append((RunSpec(backbone=backbone, **fields).name, row["row"]))
+            rows.append((RunSpec(backbone=run_backbone(backbone), **fields).name, row["row"]))
     return rows
 
 
@@ -184,14 +208,14 @@ def built_tables():
 def figure4_run():
     """The run whose attention weights Fig. 4 shows."""
     fig4 = FIGURES["fig4"]
-    return RunSpec(**{k: v for k, v in fig4["run"].items() if k != "row"}, backbone=fig4["backbone"]).name
+    return RunSpec(**{k: v for k, v in fig4["run"].items() if k != "row"}, backbone=run_backbone(fig4["backbone"])).name
 
 
 def figure5_runs():
     """(run name, NC, p_d) of every point of Fig. 5."""
     fig5 = FIGURES["fig5"]
     return [
-        (RunSpec(**{**{k: v for k, v in fig5["run"].items() if k != "row"}, "backbone": fig5["backbone"], "n_crops": n, "patch_dropout": p}).name, n, p)
+        (RunSpec(**{**{k: v for k, v in fig5["run"].items() if k != "row"}, "backbone": run_backbone(fig5["backbone"]), "n_crops": n, "patch_dropout": p}).name, n, p)
         for n in fig5["n_crops"]
         for p in fig5["patch_dropout"]
     ]
@@ -225,15 +249,23 @@ def settings_options(command):
 
 
 def weights_input(wildcards):
-    """The cached ImageNet weights a training job needs (none for random initialisation)."""
+    """The cached ImageNet weights a training job needs (none for random initialisation): the
+    checkpoint, or a timm backbone's SHA-256 record that names its checkpoint."""
     if not run_settings(wildcards.run).pretrained:
         return []
-    return [f"{TORCH_HOME}/hub/checkpoints/{PRETRAINED[RunSpec.from_name(wildcards.run).backbone].file}"]
+    return [str(weights_target(RunSpec.from_name(wildcards.run).backbone, TORCH_HOME))]
 
 
 def weights_backbone(wildcards):
-    """The backbone whose ImageNet weights are stored in a cache file."""
-    return next(name for name, entry in PRETRAINED.items() if entry.file == wildcards.weights_file)
+    """The backbone whose ImageNet weights a cache file holds or records."""
+    return backbone_of_target(wildcards.weights_file)
+
+
+def weights_targets():
+    """Every cache file that fetch_weights can make (relative to TORCH_HOME): the paper backbones'
+    checkpoints and the records of the timm backbones of the configured runs."""
+    backbones = [*PRETRAINED, *(RunSpec.from_name(run).backbone for run in all_runs())]
+    return {weights_target(b, TORCH_HOME).relative_to(TORCH_HOME) for b in backbones if b in PRETRAINED or is_timm(b)}
 
 
 def test_checkpoint(dataset):
@@ -418,4 +450,4 @@ wildcard_constraints:
     fold=r"\d+",
     width=r"\d+",
     height=r"\d+",
-    weights_file="|".join(re.escape(entry.file) for entry in PRETRAINED.values()),
+    weights_file="|".join(sorted(re.escape(str(path)) for path in weights_targets())),

@@ -104,7 +104,7 @@ rule split:
 
 rule fetch_weights:
     output:
-        "resources/torch/hub/checkpoints/{weights_file}",
+        "resources/torch/{weights_file}",
     params:
         backbone=weights_backbone,
     log:

@@ -225,7 +225,7 @@ def _add_convert_derm7pt(sub) -> None:
 def _add_fetch_weights(sub) -> None:
     text = "download ImageNet weights into the local cache (checksum verified)"
     p = _command(sub, "fetch-weights", text, commands.cmd_fetch_weights)
-    p.add_argument("backbones", nargs="+")
+    p.add_argument("backbones", nargs="+", metavar="BACKBONE", help="densenet121, inception_v3, se_resnext50 or timm:<model>")
     p.add_argument("--torch-home", default=None, help="cache folder (default: $TORCH_HOME or resources/torch)")
 
 

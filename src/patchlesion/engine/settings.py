@@ -17,9 +17,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import Field, asdict, dataclass, field, fields
 
 from patchlesion.errors import PatchlesionError
-from patchlesion.method.weights import PRETRAINED
+from patchlesion.method.timm_backbones import FAMILY, PAPER_EQUIVALENTS, is_timm
+from patchlesion.method.weights import has_weights
 
-__all__ = ["SWITCHES", "TrainSettings", "parse_switch", "run_seed", "setting"]
+__all__ = ["SWITCHES", "TrainSettings", "parse_switch", "per_backbone", "run_seed", "setting"]
 
 #: Values of the ``amp`` and ``channels_last`` settings.
 SWITCHES = ("auto", "true", "false")
@@ -46,14 +47,21 @@ def run_seed(seed: int, fold: int) -> int:
     return seed * 1000 + fold
 
 
-def _per_backbone(value, backbone: str):
-    """A config value given per backbone (``learning_rate: {densenet121: ...}``)."""
-    return value[backbone]
+def per_backbone(value: Mapping, backbone: str, key: str = "learning_rate"):
+    """A config value given per backbone (``learning_rate: {densenet121: ...}``). A timm backbone
+    without an entry of its own takes its paper backbone's (SE-ResNeXt50 from timm:
+    ``se_resnext50``'s), else the ``timm`` entry, the default of every timm model."""
+    fallbacks = [PAPER_EQUIVALENTS.get(backbone), FAMILY if is_timm(backbone) else None]
+    for name in (backbone, *fallbacks):
+        if name in value:
+            return value[name]
+    also = f" (or a '{FAMILY}' entry for every timm model)" if is_timm(backbone) else ""
+    raise PatchlesionError(f"config key {key!r}: no entry for backbone {backbone!r}; add one{also}.")
 
 
 def _where_weights_exist(value, backbone: str) -> bool:
     """``pretrained: true`` applies to the backbones that have ImageNet weights (``tiny`` has none)."""
-    return bool(value) and backbone in PRETRAINED
+    return bool(value) and has_weights(backbone)
 
 
 def setting(
@@ -76,7 +84,7 @@ class TrainSettings:
     batch_size: int = setting(5, "images per batch of the patch models (GRU, attention)")
     #: The paper gives the batch size of its patch models only (docs/method.md §6).
     plain_batch_size: int = setting(5, "images per batch of the plain Downsampling, Single-Crop and Multi-Crop models")
-    learning_rate: float = setting(1.25e-5, "Adam learning rate (config: one per backbone)", from_config=_per_backbone)
+    learning_rate: float = setting(1.25e-5, "Adam learning rate (config: one per backbone)", from_config=per_backbone)
     lr_halving_epochs: tuple[int, ...] = setting((19, 29, 39, 49), "epochs at which the learning rate is halved", nargs="*", metavar="EPOCH")
     validation_every: int = setting(5, "validate at epoch 1, every this many epochs and the last")
     image_size: tuple[int, int] = setting(

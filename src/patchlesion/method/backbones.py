@@ -5,7 +5,8 @@ F. The real backbones are truncated as in the authors' code (docs/method.md §4.
 AuxLogits and fc (2048 features; its ``transform_input`` is bypassed), DenseNet121's ``features``
 up to ``norm5`` *without* the final ReLU (1024), SE-ResNeXt50's layer0..layer4 (2048) with
 adaptive instead of fixed 7x7 pooling, so any crop size works. ``tiny`` is a 4-layer CNN for the
-demo and the tests.
+demo and the tests. Beyond the paper, ``timm:<model>`` is any model of timm, truncated the same way
+(:mod:`patchlesion.method.timm_backbones`; the registry's ``timm`` family).
 
 With ``pretrained=True`` the real backbones start from their ImageNet weights, read from the local
 cache (:mod:`patchlesion.method.weights`; never downloaded here, so training jobs need no network).
@@ -17,10 +18,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
 
+from patchlesion.method import timm_backbones
+from patchlesion.method.normalisation import IMAGENET
 from patchlesion.method.registry import Registry
 
 __all__ = ["BACKBONES", "Backbone", "build_backbone"]
@@ -28,16 +32,20 @@ __all__ = ["BACKBONES", "Backbone", "build_backbone"]
 
 @dataclass(frozen=True)
 class Backbone:
-    """A registry entry: how to build the feature extractor, its feature size and smallest crop."""
+    """A registry entry: how to build the feature extractor, its feature size (None: the size timm
+    reports for the built model), its smallest crop, and the per-channel ``mean`` and ``std`` of the
+    input its ImageNet weights were trained on (``normalisation: model``; None: raw [0, 1] input)."""
 
     name: str
     build: Callable[[bool], nn.Module]
-    n_features: int
+    n_features: int | None
     min_crop_size: int
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
 
 #: Feature extractors by name; ``@BACKBONES.register(name, n_features=F, min_crop_size=s)`` above a
-#: builder ``(pretrained) -> nn.Module`` adds one.
+#: builder ``(pretrained) -> nn.Module`` adds one; ``timm:<model>`` is any model of timm.
 BACKBONES: Registry[Backbone] = Registry("backbone", make=Backbone)
 
 
@@ -45,7 +53,24 @@ def build_backbone(name: str, pretrained: bool = False) -> tuple[nn.Module, int]
     """Build backbone ``name`` (ImageNet weights from the local cache if ``pretrained`` and the
     backbone has any): returns the feature extractor and its pooled feature size."""
     entry = BACKBONES[name]
-    return entry.build(pretrained), entry.n_features
+    module = entry.build(pretrained)
+    return module, entry.n_features if entry.n_features is not None else timm_backbones.feature_size(module)
+
+
+def _timm_backbone(name: str, model: str) -> Backbone:
+    """The entry of ``timm:<model>``: checked against timm's catalogue, statistics from timm."""
+    config = timm_backbones.pretrained_config(name)
+    min_crop_size = config.min_input_size[-1] if config.min_input_size else 32
+    return Backbone(name, partial(_build_timm, name), None, min_crop_size, tuple(config.mean), tuple(config.std))
+
+
+def _build_timm(name: str, pretrained: bool) -> nn.Module:
+    from patchlesion.method.weights import weights_path
+
+    return timm_backbones.build(name, _imagenet_state(name) if pretrained else None, weights_path(name) if pretrained else None)
+
+
+BACKBONES.register_family(timm_backbones.FAMILY, _timm_backbone, "timm:<model>")
 
 
 def _imagenet_state(name: str) -> dict:
@@ -86,7 +111,7 @@ def _tiny(pretrained: bool) -> nn.Module:  # no ImageNet weights: always random
     )
 
 
-@BACKBONES.register("densenet121", n_features=1024, min_crop_size=32)
+@BACKBONES.register("densenet121", n_features=1024, min_crop_size=32, mean=IMAGENET.mean, std=IMAGENET.std)
 def _densenet121(pretrained: bool) -> nn.Module:
     from torchvision.models import densenet121
 
@@ -97,7 +122,9 @@ def _densenet121(pretrained: bool) -> nn.Module:
     return nn.Sequential(net.features, GlobalAveragePool())
 
 
-@BACKBONES.register("inception_v3", n_features=2048, min_crop_size=75)
+# torchvision's InceptionV3 weights, ported from TensorFlow, expect input in [-1, 1] (its
+# transform_input converts ImageNet-standardised input to that; timm's inception_v3.tv_in1k says the same).
+@BACKBONES.register("inception_v3", n_features=2048, min_crop_size=75, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 def _inception_v3(pretrained: bool) -> nn.Module:
     from torchvision.models import inception_v3
 
@@ -115,7 +142,7 @@ def _inception_v3(pretrained: bool) -> nn.Module:
     return nn.Sequential(*(getattr(net, name) for name in layers), GlobalAveragePool())
 
 
-@BACKBONES.register("se_resnext50", n_features=2048, min_crop_size=32)
+@BACKBONES.register("se_resnext50", n_features=2048, min_crop_size=32, mean=IMAGENET.mean, std=IMAGENET.std)
 def _se_resnext50(pretrained: bool) -> nn.Module:
     import pretrainedmodels
 

@@ -7,7 +7,7 @@ from torch import nn
 
 from patchlesion.errors import PatchlesionError
 from patchlesion.method.aggregation import AGGREGATIONS, ATTENTIONS, build_head
-from patchlesion.method.backbones import build_backbone
+from patchlesion.method.backbones import BACKBONES, build_backbone
 from patchlesion.method.heads import PatchAttention
 from patchlesion.method.runs import NORMALISATIONS, RunSpec
 
@@ -21,7 +21,8 @@ class PatchLesionModel(nn.Module):
     block (Fig. 3) on the input crops (``initial``), on the pooled crop features (``end``), on both
     (``dual``) or nowhere (``none``); each place has its own block. ``normalisation``
     (:data:`~patchlesion.method.runs.NORMALISATIONS`) ``imagenet`` standardises the [0, 1] input per
-    channel with the ImageNet mean and std before anything else; ``none`` keeps raw [0, 1] input, as
+    channel with the ImageNet mean and std before anything else, ``model`` with the statistics of the
+    backbone's own ImageNet weights (timm's for a timm model); ``none`` keeps raw [0, 1] input, as
     the authors' code (docs/method.md §1.3). ``pretrained`` loads the backbone's cached ImageNet weights.
     """
 
@@ -36,7 +37,8 @@ class PatchLesionModel(nn.Module):
         pretrained: bool = False,
     ):
         super().__init__()
-        place, statistics = ATTENTIONS[attention], NORMALISATIONS[normalisation]
+        place = ATTENTIONS[attention]
+        statistics = NORMALISATIONS[normalisation].statistics(BACKBONES[backbone])
         self.aggregation = aggregation
         self.attention = attention
         self.normalisation = normalisation
@@ -47,7 +49,7 @@ class PatchLesionModel(nn.Module):
         self.head = build_head(aggregation, n_features, n_classes, n_crops)
         # Not persistent: constants, so checkpoints do not depend on the normalisation choice (None,
         # no buffer, for raw input).
-        for buffer, values in (("input_mean", statistics.mean), ("input_std", statistics.std)):
+        for buffer, values in zip(("input_mean", "input_std"), statistics, strict=True):
             self.register_buffer(buffer, None if values is None else torch.tensor(values).view(3, 1, 1), persistent=False)
 
     def _encode(self, crops: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

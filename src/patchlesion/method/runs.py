@@ -3,7 +3,9 @@
 Its canonical name is readable, derived from the fields, and parses back to the same run, so the
 name is the results directory and the only thing a training job needs to be told:
 ``densenet121-multi_crop-nc9-mean-loss_weighting-k1``, or with attention at the model input and
-patch dropout ``densenet121-ordered-nc9-mean-loss_weighting-k1-att_initial-pd0.1``.
+patch dropout ``densenet121-ordered-nc9-mean-loss_weighting-k1-att_initial-pd0.1``. A timm backbone
+``timm:convnext_tiny`` is written ``timm.convnext_tiny`` in the name (a colon is no safe file-name
+character; :mod:`patchlesion.method.timm_backbones`).
 
 Everything here is importable without torch, so that the workflow can plan runs cheaply.
 """
@@ -15,25 +17,12 @@ from dataclasses import asdict, dataclass
 from patchlesion.errors import PatchlesionError
 from patchlesion.method.aggregation import AGGREGATIONS, ATTENTIONS
 from patchlesion.method.balancing import BALANCINGS, DIAGNOSIS_SCOPE_CLASSES
-from patchlesion.method.registry import Registry, unknown_choice
+from patchlesion.method.normalisation import NORMALISATIONS, Normalisation
+from patchlesion.method.registry import unknown_choice
+from patchlesion.method.timm_backbones import check_backbone_name, from_run_name, to_run_name
 
 __all__ = ["CENTRE_CROPS", "NORMALISATIONS", "Normalisation", "RunSpec"]
 
-
-@dataclass(frozen=True)
-class Normalisation:
-    """A registry entry: per-channel ``mean`` and ``std`` the [0, 1] input is standardised with, or
-    None for raw [0, 1] input, as the authors' code (docs/method.md §1.3)."""
-
-    name: str
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
-
-
-#: Input normalisations by name, as a run's ``normalisation`` names them.
-NORMALISATIONS: Registry[Normalisation] = Registry("normalisation")
-NORMALISATIONS.register("none", Normalisation("none"))
-NORMALISATIONS.register("imagenet", Normalisation("imagenet", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)))
 
 #: Single-Crop's evaluation crop: ``code`` as the released code, ``paper`` as the paper's text.
 CENTRE_CROPS = ("code", "paper")
@@ -48,7 +37,8 @@ class RunSpec:
     training (Sec. II-D); ``diagnosis_scope`` says which classes diagnosis-guided weighting applies
     to; ``centre_crop`` picks Single-Crop's evaluation crop (``code``: 1.5 x crop size square, as
     the released code; ``paper``: 85 % of the image); ``normalisation`` is ``none`` (raw [0, 1], as
-    the released code) or ``imagenet``.
+    the released code), ``imagenet`` or ``model`` (the backbone's own: timm's statistics of a timm model).
+    ``backbone`` is a registered name or ``timm:<model>``.
     """
 
     backbone: str
@@ -74,7 +64,8 @@ class RunSpec:
             raise unknown_choice("diagnosis scope", self.diagnosis_scope, DIAGNOSIS_SCOPE_CLASSES)
         if self.centre_crop not in CENTRE_CROPS:
             raise unknown_choice("centre crop", self.centre_crop, CENTRE_CROPS)
-        for field in ("backbone", "strategy", "aggregation"):
+        check_backbone_name(self.backbone)
+        for field in ("strategy", "aggregation"):
             if not getattr(self, field) or "-" in getattr(self, field):
                 raise PatchlesionError(f"run {field} {getattr(self, field)!r} must be a non-empty name without '-'.")
         if self.n_crops < 1:
@@ -94,7 +85,7 @@ class RunSpec:
         ``scope_<scope>`` (always, for diagnosis weighting), ``cc_<centre crop>``,
         ``norm_<normalisation>``. The ``_`` keeps a word from reading as part of the tag
         (``att_end``, not ``attend``)."""
-        parts = [self.backbone, self.strategy, f"nc{self.n_crops}", self.aggregation, self.balancing]
+        parts = [to_run_name(self.backbone), self.strategy, f"nc{self.n_crops}", self.aggregation, self.balancing]
         for field, value in self._tagged_fields():
             tag = _TAGS[field]
             parts.append(f"{tag}{value:g}" if field in _NUMBER_FIELDS else f"{tag}_{value}")
@@ -126,7 +117,7 @@ class RunSpec:
         for part in parts[5:]:
             field, value = _parse_tag(name, part)
             fields[field] = value
-        spec = cls(parts[0], parts[1], int(parts[2][2:]), parts[3], parts[4], **fields)
+        spec = cls(from_run_name(parts[0]), parts[1], int(parts[2][2:]), parts[3], parts[4], **fields)
         if spec.name != name:
             old = [p for p in parts[5:] if any(p.startswith(_TAGS[f]) and not p.startswith(_TAGS[f] + "_") for f in _WORD_FIELDS)]
             why = f"its word tags need '_' between tag and value ({', '.join(old)})" if old else "it is not canonical"

@@ -10,27 +10,40 @@ atomically renamed), :func:`load_pretrained_state` reads it without any network 
 is verified against the torch.hub convention: the SHA-256 of the file starts with the 8 hex digits
 in its name (``densenet121-a639ec97.pth``); when the full SHA-256 is known it is checked too.
 On an offline cluster, copy the files into the cache folder by hand.
+
+A timm backbone's weights (``timm:<model>``, :mod:`patchlesion.method.timm_backbones`) are kept as
+``$TORCH_HOME/timm/<model>.<ext>`` (safetensors from the Hugging Face Hub, or timm's ``.pth``) beside
+the record ``<model>.sha256`` of their SHA-256 in ``sha256sum`` format, written when they are
+fetched (or pinned beforehand: a record that exists is what the download must match). The record is
+what the workflow asks for; every load checks the checkpoint against it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from patchlesion.errors import PatchlesionError
 from patchlesion.files import file_digest
+from patchlesion.method.timm_backbones import FAMILY, is_timm, timm_model
 
 __all__ = [
     "PRETRAINED",
     "WeightFile",
+    "backbone_of_target",
     "file_sha256",
+    "has_weights",
     "how_to_get",
     "load_pretrained_state",
+    "read_record",
     "torch_home",
     "verify_weights",
     "weight_file",
     "weights_path",
+    "weights_target",
+    "write_record",
 ]
 
 
@@ -85,14 +98,61 @@ def torch_home(default: str | os.PathLike = "resources/torch") -> Path:
     return Path(env) if env else Path(default)
 
 
-def weights_path(name: str, home: str | os.PathLike | None = None) -> Path:
-    """Where backbone ``name``'s checkpoint lives: ``<home>/hub/checkpoints/<file>``.
+def has_weights(name: str) -> bool:
+    """Whether backbone ``name`` starts from ImageNet weights when ``pretrained`` (``tiny`` does not;
+    a timm model does, and fetching says so if timm publishes none)."""
+    return name in PRETRAINED or is_timm(name)
 
-    ``home`` defaults to :func:`torch_home`. This is torch.hub's layout, so an existing torch
-    cache (``~/.cache/torch``) can be reused as ``home``.
-    """
+
+def weights_target(name: str, home: str | os.PathLike | None = None) -> Path:
+    """The file that says backbone ``name``'s weights are cached (the workflow's fetch_weights
+    output): the checkpoint of a paper backbone; the SHA-256 record ``<home>/timm/<model>.sha256``
+    of a timm backbone, which names its checkpoint."""
     root = Path(home) if home is not None else torch_home()
+    if is_timm(name):
+        return root / FAMILY / f"{timm_model(name)}.sha256"
     return root / "hub" / "checkpoints" / weight_file(name).file
+
+
+def backbone_of_target(relative: str) -> str:
+    """The backbone whose :func:`weights_target` is ``relative`` to the cache root (the inverse)."""
+    if relative.startswith(FAMILY + "/") and relative.endswith(".sha256"):
+        return f"{FAMILY}:{relative[len(FAMILY) + 1 : -len('.sha256')]}"
+    return next(name for name, entry in PRETRAINED.items() if relative == f"hub/checkpoints/{entry.file}")
+
+
+def weights_path(name: str, home: str | os.PathLike | None = None) -> Path:
+    """Where backbone ``name``'s checkpoint lives: ``<home>/hub/checkpoints/<file>`` (torch.hub's
+    layout, so an existing torch cache such as ``~/.cache/torch`` can be reused as ``home``); for a
+    timm backbone, the file its SHA-256 record names. ``home`` defaults to :func:`torch_home`.
+    """
+    target = weights_target(name, home)
+    if not is_timm(name):
+        return target
+    if not target.is_file():
+        raise PatchlesionError(f"pretrained {name} weights not found: no record {target}. " + how_to_get(name, target, None))
+    return target.with_name(read_record(target)[1])
+
+
+_RECORD = re.compile(r"([0-9a-f]{64}) [ *]([A-Za-z0-9_.]+)\n?")
+
+
+def read_record(path: Path) -> tuple[str, str]:
+    """The SHA-256 and the checkpoint's file name in a timm weights record (``sha256sum`` format)."""
+    match = _RECORD.fullmatch(Path(path).read_text())
+    if not match:
+        raise PatchlesionError(
+            f"{path}: not a SHA-256 record; expected one line '<64 hex digits>  <file name>' (as sha256sum writes it). "
+            "Delete it and fetch the weights again."
+        )
+    return match.group(1), match.group(2)
+
+
+def write_record(path: Path, sha256: str, file: str) -> None:
+    """Write a timm weights record atomically (its presence says the checkpoint beside it is complete)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(f"{sha256}  {file}\n")
+    os.replace(partial, path)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -112,28 +172,34 @@ def _expected(entry: WeightFile) -> str:
     return f"{entry.hash_prefix}... (SHA-256 prefix)"
 
 
-def verify_weights(name: str, path: str | os.PathLike) -> None:
-    """Check the file at ``path`` against backbone ``name``'s SHA-256 prefix (and full hash).
+def verify_weights(name: str, path: str | os.PathLike, home: str | os.PathLike | None = None) -> None:
+    """Check the file at ``path`` against backbone ``name``'s SHA-256 prefix (and full hash), or a
+    timm backbone's against its record in ``home``.
 
     Raises :class:`PatchlesionError` naming the file, the expected and the actual hash.
     """
-    entry = weight_file(name)
     actual = file_sha256(path)
-    if not _hash_ok(entry, actual):
+    if is_timm(name):
+        expected = read_record(weights_target(name, home))[0]
+        ok = actual == expected
+    else:
+        ok, expected = _hash_ok(weight_file(name), actual), _expected(weight_file(name))
+    if not ok:
         raise PatchlesionError(
-            f"{path}: SHA-256 mismatch for the {name} weights: expected {_expected(entry)}, "
+            f"{path}: SHA-256 mismatch for the {name} weights: expected {expected}, "
             f"got {actual}. The file is corrupted or not the expected checkpoint; delete it and "
             f"run `patchlesion fetch-weights {name}` again."
         )
 
 
-def how_to_get(name: str, path: Path, url: str) -> str:
-    """The sentence every missing- or bad-weights error ends with: how to put the file at ``path``."""
-    return (
-        f"Download it with `snakemake {path}` (the workflow's fetch_weights rule) or "
-        f"`patchlesion fetch-weights {name} --torch-home {path.parents[2]}`, or "
-        f"(e.g. on an offline cluster) download {url} elsewhere and copy it to {path}."
-    )
+def how_to_get(name: str, path: Path, url: str | None) -> str:
+    """The sentence every missing- or bad-weights error ends with: how to put the file at ``path``
+    (a timm backbone's: its record; ``url`` None: not known without timm)."""
+    home = path.parents[1] if is_timm(name) else path.parents[2]
+    fetch = f"Download it with `snakemake {path}` (the workflow's fetch_weights rule) or `patchlesion fetch-weights {name} --torch-home {home}`"
+    if url is None:
+        return f"{fetch}, or (e.g. on an offline cluster) copy the folder {path.parent} (checkpoint and .sha256 record) from a machine that fetched it."
+    return f"{fetch}, or (e.g. on an offline cluster) download {url} elsewhere and copy it to {path}."
 
 
 def load_pretrained_state(name: str, home: str | os.PathLike | None = None) -> dict:
@@ -147,16 +213,19 @@ def load_pretrained_state(name: str, home: str | os.PathLike | None = None) -> d
     """
     import torch
 
-    entry = weight_file(name)
     path = weights_path(name, home)
+    url = None if is_timm(name) else weight_file(name).url
     if not path.is_file():
-        raise PatchlesionError(
-            f"pretrained {name} weights not found at {path}. " + how_to_get(name, path, entry.url)
-        )
-    verify_weights(name, path)
+        raise PatchlesionError(f"pretrained {name} weights not found at {path}. " + how_to_get(name, weights_target(name, home), url))
+    verify_weights(name, path, home)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(path, device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling and safetensors errors come in many types
         raise PatchlesionError(f"{path}: cannot load the {name} weights: {exc}") from exc
     if not isinstance(state, dict):
         raise PatchlesionError(

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from patchlesion.errors import PatchlesionError
+from patchlesion.method.timm_backbones import PAPER_EQUIVALENTS
 from patchlesion.results.bootstrap import add_bootstrap_columns, has_bootstrap_columns, interval_column, reference_intervals
 from patchlesion.results.render import LATEX, MARKDOWN, Column, MeanStd, Signed, Table, Text, is_missing, render
 
@@ -59,13 +60,15 @@ METRIC_LABELS: dict[str, str] = {
     "f1": "F1",
 }
 
-#: Our backbone registry names -> the names in the paper's tables. Other backbones (e.g. the demo
-#: ``"tiny"``) have no paper numbers.
+#: Our backbone registry names -> the names in the paper's tables (SE-ResNeXt50 also from timm, the
+#: same network). Other backbones (the demo's ``"tiny"``, a ``timm:<model>``) have no paper numbers
+#: and are shown by their own name.
 PAPER_BACKBONE_NAMES: dict[str, str] = {
     "inception_v3": "InceptionV3",
     "densenet121": "DenseNet121",
     "se_resnext50": "SE-ResNeXt50",
 }
+PAPER_BACKBONE_NAMES.update({timm: PAPER_BACKBONE_NAMES[paper] for timm, paper in PAPER_EQUIVALENTS.items()})
 
 _PAPER_CSV = "results/paper_tables.csv"
 
