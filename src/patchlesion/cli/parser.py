@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="patchlesion", description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     parser.add_argument("--version", action=_Version)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="`patchlesion COMMAND --help` lists its options")
     for add in (_add_synthesize, _add_index, _add_prepare, _add_split, _add_train, _add_evaluate, _add_table, _add_table_figures,
                 _add_figure4, _add_figure5, _add_report, _add_official_test, _add_official_table, _add_convert_derm7pt,
                 _add_fetch_weights):  # fmt: skip
