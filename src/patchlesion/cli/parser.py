@@ -20,7 +20,7 @@ DESCRIPTION = """Command-line interface: every step of the workflow, usable with
     patchlesion train --index ... --split ... --fold 1 --run tiny-multi_crop-nc9-mean-loss_weighting-k1 --out-dir DIR
     patchlesion evaluate --index ... --split ... --fold 1 --run NAME --model DIR/model.pt --predictions P --metrics M
     patchlesion table --table II --metrics results/*/runs/*/fold*/metrics.json --csv T.csv --markdown T.md
-    patchlesion predict --run NAME --model DIR/model.pt IMAGE.jpg [...] --output P.csv --overlay-dir DIR
+    patchlesion predict --model DIR/model.pt IMAGE.jpg [...] --output P.csv --overlay-dir DIR
     patchlesion download-ham10000 --out resources/ham10000 --downloads resources/downloads/ham10000
     patchlesion convert-derm7pt --release /data/derm7pt/release_v0 --out resources/derm7pt --split official
 
