@@ -192,7 +192,7 @@ def test_every_option_has_help_and_shows_its_default():
         assert "None" not in text and "==SUPPRESS==" not in text, name
     predict, synthesize = (" ".join(_subparsers()[name].format_help().split()) for name in ("predict", "synthesize"))
     assert "--model MODEL [--run RUN]" in predict and "(the training size) (default: the value in the run.json beside --model)" in predict
-    assert "(default: auto)" in predict and "(default: 600 450)" in synthesize
+    assert "(default: auto)" in predict and "(default: 600 450)" in synthesize and "same files (default: 0)" in synthesize
 
 
 def test_help_stays_light():

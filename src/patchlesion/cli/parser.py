@@ -53,7 +53,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.required or action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+        if action.required or any(action.default is unset for unset in (None, False, argparse.SUPPRESS)) or "default" in text:
             return text
         if isinstance(action.default, list):
             return f"{text} (default: {' '.join(map(str, action.default))})"

@@ -2,11 +2,11 @@
 
 The run, the training image size and the crop size are read from the run.json that ``patchlesion
 train`` wrote beside the model file (or given). The images are resized to the training image size
-and cut into the run's evaluation crops; the
-class probabilities come from :func:`patchlesion.engine.training.predict_probabilities`, so they equal
-those of ``patchlesion evaluate`` (Multi-Crop: softmax averaged over crops; Ordered-Crop: the
-model's own aggregation). Models with patch attention also report each crop's attention weight
-(the end block's if present, else the initial block's) and can draw them over the image (Fig. 4).
+and cut into the run's evaluation crops; the class probabilities come from
+:func:`patchlesion.engine.training.predict_probabilities`, so they equal those of ``patchlesion
+evaluate`` (Multi-Crop: softmax averaged over crops; Ordered-Crop: the model's own aggregation).
+Models with patch attention also report each crop's attention weight (the end block's if present,
+else the initial block's) and can draw them over the image (Fig. 4).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def training_geometry(
     if not record_path.is_file():
         missing = ["--" + name.replace("_", "-") for name, value in given.items() if value is None]
         if missing:
-            options = " and ".join([", ".join(missing[:-1]), missing[-1]] if len(missing) > 1 else missing)
+            options = ", ".join(missing[:-1]) + (" and " if len(missing) > 1 else "") + missing[-1]
             raise PatchlesionError(
                 f"{model_path}: no {RUN_RECORD} beside it tells how the model was trained; pass {options} (the training values), "
                 f"or keep the model in its training folder with its {RUN_RECORD}."
