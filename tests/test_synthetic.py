@@ -21,6 +21,7 @@ from patchlesion.data.synthetic import (
     make_synthetic_ham10000,
     texture_pattern,
 )
+from patchlesion.errors import PatchlesionError
 from patchlesion.method.classes import DX_TO_CLASS
 
 N_SMALL = 120
@@ -140,7 +141,7 @@ def test_small_set_class_counts(small):
 
 
 def test_too_few_images_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="at least 56"):
+    with pytest.raises(PatchlesionError, match="at least 56"):
         make_synthetic_ham10000(tmp_path, n_images=55, write_images=False)
 
 

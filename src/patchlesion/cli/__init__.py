@@ -31,4 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     except PatchlesionError as error:
         print(f"patchlesion {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a path given on the command line that cannot be written or read
+        if error.filename is None:
+            raise
+        print(f"patchlesion {args.command}: error: {error.filename}: {error.strerror}; check this path.", file=sys.stderr)
+        return 2
     return 0

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from patchlesion.engine.settings import TrainSettings
-from patchlesion.errors import PatchlesionError
+from patchlesion.errors import PatchlesionError, SplitError
 
 log = logging.getLogger("patchlesion")
 
@@ -22,8 +22,20 @@ log = logging.getLogger("patchlesion")
 def _read_csv(path: str, what: str) -> pd.DataFrame:
     try:
         return pd.read_csv(path, dtype={"image_id": str})
-    except (OSError, pd.errors.ParserError) as error:
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise PatchlesionError(f"{path}: cannot read the {what} ({error}).") from error
+
+
+def _read_fold_inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The image index and split of a fold's job; the split checked against the index (naming its file)."""
+    from patchlesion.data.splits import check_split
+
+    index, split = _read_csv(args.index, "image index"), _read_csv(args.split, "split")
+    try:
+        check_split(index, split)
+    except SplitError as error:
+        raise SplitError(f"{args.split}: {error} (index {args.index}); make the split with `patchlesion split`.") from error
+    return index, split
 
 
 def lease_gpu(device: str | None) -> None:
@@ -110,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     start_job(args)
     spec = RunSpec.from_name(args.run).check_registries()
-    index, split = _read_csv(args.index, "image index"), _read_csv(args.split, "split")
+    index, split = _read_fold_inputs(args)
     settings = TrainSettings.from_args(args)
     train_run(spec, settings, index, split, args.fold, args.out_dir, checkpoint=args.checkpoint, cache=args.cache)
 
@@ -121,7 +133,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     start_job(args)
     spec = RunSpec.from_name(args.run).check_registries()
-    index, split = _read_csv(args.index, "image index"), _read_csv(args.split, "split")
+    index, split = _read_fold_inputs(args)
     settings = TrainSettings.from_args(args)  # the data geometry and device; training-only settings unused
     metrics = evaluate_run(spec, settings, index, split, args.fold, args.model, args.predictions, args.metrics, cache=args.cache)
     log.info(
@@ -162,7 +174,7 @@ def cmd_figure4(args: argparse.Namespace) -> None:
     from patchlesion.engine.predict import write_figure4
 
     start_job(args)
-    index, split = _read_csv(args.index, "image index"), _read_csv(args.split, "split")
+    index, split = _read_fold_inputs(args)
     shown = write_figure4(index, split, args.fold, args.run, args.model, args.images_per_class, tuple(args.image_size), args.crop_size,
                           args.device, args.out)  # fmt: skip
     log.info("figure 4 written to %s (%d test images)", args.out, shown)
@@ -225,7 +237,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from patchlesion.engine.predict import predict_images, write_overlays
 
     start_job(args)
-    frame = predict_images(args.run, args.model, args.images, tuple(args.image_size), args.crop_size, args.device)
+    frame = predict_images(args.run, args.model, args.images, args.image_size, args.crop_size, args.device)
     if args.output is None:
         frame.to_csv(sys.stdout, index=False, float_format="%.6f")
     else:
@@ -241,7 +253,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         if written:
             log.info("%d attention overlays written to %s", len(written), args.overlay_dir)
         else:
-            log.warning("run %s has no patch attention: no overlays written", args.run)
+            log.warning("run %s has no patch attention: no overlays written", frame.attrs["run"])
 
 
 def _download_settings(args: argparse.Namespace):

@@ -20,7 +20,7 @@ DESCRIPTION = """Command-line interface: every step of the workflow, usable with
     patchlesion train --index ... --split ... --fold 1 --run tiny-multi_crop-nc9-mean-loss_weighting-k1 --out-dir DIR
     patchlesion evaluate --index ... --split ... --fold 1 --run NAME --model DIR/model.pt --predictions P --metrics M
     patchlesion table --table II --metrics results/*/runs/*/fold*/metrics.json --csv T.csv --markdown T.md
-    patchlesion predict --run NAME --model DIR/model.pt IMAGE.jpg [...] --output P.csv --overlay-dir DIR
+    patchlesion predict --model DIR/model.pt IMAGE.jpg [...] --output P.csv --overlay-dir DIR
     patchlesion download-ham10000 --out resources/ham10000 --downloads resources/downloads/ham10000
     patchlesion convert-derm7pt --release /data/derm7pt/release_v0 --out resources/derm7pt --split official
 
@@ -30,34 +30,113 @@ DESCRIPTION = """Command-line interface: every step of the workflow, usable with
 #: Example run name in the help texts.
 RUN_EXAMPLE = "canonical run name, e.g. densenet121-multi_crop-nc9-mean-loss_weighting-k1"
 PNG_HELP = "PNG path (a PDF is written beside it)"
+INDEX_HELP = "index.csv written by `patchlesion index`"
+SPLIT_HELP = "split.csv written by `patchlesion split`"
+METRICS_HELP = "metrics.json of each run and fold (written by `patchlesion evaluate`)"
+LABEL_HELP = "the paper's row label of a run (repeatable; default: the run name)"
+IMAGE_SIZE_HELP = "images are resized to this size in pixels"
+QUIET_HELP = "only warnings and errors (before or after the command)"
+#: Help of the predict options whose default is the training value in run.json.
+FROM_RUN_JSON = "default: the value in the run.json beside --model"
+
+
+class Parser(argparse.ArgumentParser):
+    """Bad arguments end in one ``error:`` line and exit status 2, as every other bad input does."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`.\n")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the description's line breaks and shows each option's default where it has one."""
+    """Keeps the description's line breaks and shows each option's default where it has one
+    (a list as its words: ``600 450``)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.required or action.default is None or action.default is False or "default" in (action.help or ""):
-            return action.help or ""
+        text = action.help or ""
+        if action.required or any(action.default is unset for unset in (None, False, argparse.SUPPRESS)) or "default" in text:
+            return text
+        if isinstance(action.default, list):
+            return f"{text} (default: {' '.join(map(str, action.default))})"
         return super()._get_help_string(action)
 
 
+def whole_number(minimum: int):
+    """An argparse ``type``: an integer of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_number(text: str) -> float:
+    """An argparse ``type``: a number above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+POSITIVE, NON_NEGATIVE = whole_number(1), whole_number(0)
+
+
+def package_version() -> str:
+    """The installed package's version (package metadata), else the source tree's ``__version__``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("patchlesion")
+    except PackageNotFoundError:
+        from patchlesion import __version__
+
+        return __version__
+
+
+class _Version(argparse.Action):
+    """``--version``: looks the version up only when asked (keeps ``patchlesion --help`` light)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help="show the version and exit"):
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"patchlesion {package_version()}")
+        parser.exit()
+
+
+#: ``-q`` after the command: its default leaves the value given before the command in place.
+_QUIET_AFTER = Parser(add_help=False)
+_QUIET_AFTER.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
+
+
 def _command(sub, name: str, text: str, func) -> argparse.ArgumentParser:
-    parser = sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
+    parser = sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter, parents=[_QUIET_AFTER])
     parser.set_defaults(func=func)
     return parser
 
 
-def _add_settings(parser: argparse.ArgumentParser, command: str, title: str) -> None:
-    """The settings that ``command`` takes (:meth:`TrainSettings.cli_options`), as one option group."""
+def _add_settings(parser: argparse.ArgumentParser, command: str, title: str, from_run_json: tuple[str, ...] = ()) -> None:
+    """The settings that ``command`` takes (:meth:`TrainSettings.cli_options`), as one option group;
+    those named in ``from_run_json`` default to the training record's value instead."""
     group = parser.add_argument_group(title)
     for flag, options in TrainSettings.cli_options(command):
+        if flag in from_run_json:
+            options = {**options, "default": None, "help": f"{options['help']} ({FROM_RUN_JSON})"}
         group.add_argument(flag, **options)
 
 
 def _add_job_options(parser: argparse.ArgumentParser, *, cache: bool = True, torch_home: bool = False) -> None:
     """Options of how a job runs on this machine (not the method): threads, image cache, weight cache."""
     group = parser.add_argument_group("job")
-    group.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    group.add_argument("--threads", type=POSITIVE, default=None, help="CPU threads for PyTorch (default: PyTorch's choice)")
     if cache:
         group.add_argument("--cache", default=None, help="prepared image cache directory (patchlesion prepare); default: decode the images")
     if torch_home:
@@ -65,47 +144,52 @@ def _add_job_options(parser: argparse.ArgumentParser, *, cache: bool = True, tor
 
 
 def _add_fold_inputs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--index", required=True)
-    parser.add_argument("--split", required=True)
-    parser.add_argument("--fold", type=int, required=True, choices=[1, 2, 3])
+    parser.add_argument("--index", required=True, help=INDEX_HELP)
+    parser.add_argument("--split", required=True, help=SPLIT_HELP)
+    parser.add_argument("--fold", type=int, required=True, choices=[1, 2, 3], help="cross-validation fold k: validates on part k, trains on the others")
     parser.add_argument("--run", required=True, help=RUN_EXAMPLE)
+
+
+def _add_image_size(parser: argparse.ArgumentParser, help: str = IMAGE_SIZE_HELP) -> None:
+    parser.add_argument("--image-size", type=POSITIVE, nargs=2, metavar=("WIDTH", "HEIGHT"), default=[600, 450], help=help)
 
 
 def _add_synthesize(sub) -> None:
     p = _command(sub, "synthesize", "write a synthetic HAM10000-like dataset", commands.cmd_synthesize)
-    p.add_argument("--out", required=True)
-    p.add_argument("--n-images", type=int, default=10015)
-    p.add_argument("--image-size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"), default=[600, 450])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="folder to write HAM10000_metadata.csv and HAM10000_images/ into")
+    p.add_argument("--n-images", type=POSITIVE, default=10015, help="number of images (class mix as in HAM10000; at least 8 per class)")
+    _add_image_size(p, "width and height of the images in pixels")
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0, help="random seed: the same seed writes the same files")
 
 
 def _add_index(sub) -> None:
     p = _command(sub, "index", "validate a HAM10000-format directory and list its images", commands.cmd_index)
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--data-dir", required=True, help="HAM10000-format folder: HAM10000_metadata.csv and the ISIC_*.jpg images")
+    p.add_argument("--out", required=True, help="index.csv to write")
 
 
 def _add_prepare(sub) -> None:
     text = "decode every image of an index once into a uint8 cache (images.u8 + manifest.json)"
     p = _command(sub, "prepare", text, commands.cmd_prepare)
-    p.add_argument("--index", required=True)
-    p.add_argument("--image-size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"), default=[600, 450])
+    p.add_argument("--index", required=True, help=INDEX_HELP)
+    _add_image_size(p, "images are resized to this size in pixels (the training size)")
     p.add_argument("--out", required=True, help="cache directory, e.g. results/ham10000/cache/600x450")
-    p.add_argument("--threads", type=int, default=1, help="decoding threads")
+    p.add_argument("--threads", type=POSITIVE, default=1, help="decoding threads")
 
 
 def _add_split(sub) -> None:
     p = _command(sub, "split", "4-way split: part 0 = test, parts 1-3 = cross-validation", commands.cmd_split)
-    p.add_argument("--index", required=True)
-    p.add_argument("--method", choices=["stratified", "published"], default="stratified")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument("--index", required=True, help=INDEX_HELP)
+    p.add_argument("--method", choices=["stratified", "published"], default="stratified",
+                   help="stratified: lesion-grouped, drawn anew with --seed; published: the authors' split (HAM10000 only)")  # fmt: skip
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0, help="seed of the stratified split")
+    p.add_argument("--out", required=True, help="split.csv to write (image_id, part)")
 
 
 def _add_train(sub) -> None:
     p = _command(sub, "train", "train one run on one fold", commands.cmd_train)
     _add_fold_inputs(p)
-    p.add_argument("--out-dir", required=True)
+    p.add_argument("--out-dir", required=True, help="folder for model.pt, model_last.pt, history.csv and run.json")
     p.add_argument("--checkpoint", default=None, help="resume state, saved every epoch, deleted at the end (resumable training)")
     _add_settings(p, "train", "training settings (Sec. II-G)")
     _add_job_options(p, torch_home=True)
@@ -114,24 +198,24 @@ def _add_train(sub) -> None:
 def _add_evaluate(sub) -> None:
     p = _command(sub, "evaluate", "evaluate a fold's model on the test part", commands.cmd_evaluate)
     _add_fold_inputs(p)
-    p.add_argument("--model", required=True)
-    p.add_argument("--predictions", required=True)
-    p.add_argument("--metrics", required=True)
+    p.add_argument("--model", required=True, help="model.pt written by `patchlesion train` for this run and fold")
+    p.add_argument("--predictions", required=True, help="predictions.csv to write (one probability per class and image)")
+    p.add_argument("--metrics", required=True, help="metrics.json to write")
     _add_settings(p, "evaluate", "data geometry and device (the training values)")
     _add_job_options(p)
 
 
 def _add_table(sub) -> None:
     p = _command(sub, "table", "paper-style table (mean ± std over folds) with the paper's numbers", commands.cmd_table)
-    p.add_argument("--table", default="II")
-    p.add_argument("--metrics", nargs="+", required=True)
-    p.add_argument("--csv", required=True)
-    p.add_argument("--markdown", required=True)
-    p.add_argument("--title", default=None)
-    p.add_argument("--label", nargs=2, action="append", metavar=("RUN", "ROW"), help="the paper's row label of a run")
+    p.add_argument("--table", default="II", help="the paper's table (II, III, IV, V, VI) whose numbers are shown beside ours")
+    p.add_argument("--metrics", nargs="+", required=True, help=METRICS_HELP)
+    p.add_argument("--csv", required=True, help="CSV file to write")
+    p.add_argument("--markdown", required=True, help="Markdown file to write")
+    p.add_argument("--title", default=None, help="title (default: Table TABLE)")
+    p.add_argument("--label", nargs=2, action="append", metavar=("RUN", "ROW"), help=LABEL_HELP)
     p.add_argument("--latex", default=None, help="also write a booktabs LaTeX table")
     p.add_argument("--reference", default=None, help="row label the paired bootstrap intervals compare with")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0, help="bootstrap seed")
 
 
 def _add_claims(sub) -> None:
@@ -142,30 +226,30 @@ def _add_claims(sub) -> None:
     p.add_argument("--label", nargs=3, action="append", metavar=("TABLE", "RUN", "ROW"), help="the paper's row label of a run in a table")
     p.add_argument("--figure5-metrics", nargs="+", default=None, metavar="METRICS", help="the fold metrics.json files of Fig. 5's runs")
     p.add_argument("--dataset", required=True, help="the dataset the runs trained on (synthetic: the section says so first)")
-    p.add_argument("--csv", required=True)
+    p.add_argument("--csv", required=True, help="CSV file to write: one row per comparison")
     p.add_argument("--markdown", required=True, help="the section REPORT.md opens with")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (the tables' default, so their intervals agree)")
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0, help="bootstrap seed (the tables' default, so their intervals agree)")
 
 
 def _add_table_figures(sub) -> None:
     text = "confusion matrix of a table's best run and training curves of its runs"
     p = _command(sub, "table-figures", text, commands.cmd_table_figures)
-    p.add_argument("--table", required=True)
-    p.add_argument("--metrics", nargs="+", required=True)
-    p.add_argument("--label", nargs=2, action="append", metavar=("RUN", "ROW"))
-    p.add_argument("--title", default=None)
+    p.add_argument("--table", required=True, help="the table's name in the figures' titles (II, III, ...)")
+    p.add_argument("--metrics", nargs="+", required=True, help=METRICS_HELP)
+    p.add_argument("--label", nargs=2, action="append", metavar=("RUN", "ROW"), help=LABEL_HELP)
+    p.add_argument("--title", default=None, help="title (default: Table TABLE)")
     p.add_argument("--confusion", required=True, help=PNG_HELP)
     p.add_argument("--curves", required=True, help=PNG_HELP)
 
 
 def _add_figure4(sub) -> None:
     p = _command(sub, "figure4", "Fig. 4: attention weights of a model on test images", commands.cmd_figure4)
-    p.add_argument("--index", required=True)
-    p.add_argument("--split", required=True)
-    p.add_argument("--run", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--fold", type=int, default=1)
-    p.add_argument("--images-per-class", type=int, default=3)
+    p.add_argument("--index", required=True, help=INDEX_HELP)
+    p.add_argument("--split", required=True, help=SPLIT_HELP)
+    p.add_argument("--run", required=True, help="run with patch attention (att_initial, att_end or att_dual)")
+    p.add_argument("--model", required=True, help="model.pt of that run")
+    p.add_argument("--fold", type=int, default=1, choices=[1, 2, 3], help="the fold the model was trained on (its test part is shown)")
+    p.add_argument("--images-per-class", type=POSITIVE, default=3, help="test images shown per class")
     p.add_argument("--out", required=True, help=PNG_HELP)
     _add_settings(p, "figure4", "data geometry and device (the training values)")
     _add_job_options(p, cache=False)
@@ -173,29 +257,29 @@ def _add_figure4(sub) -> None:
 
 def _add_figure5(sub) -> None:
     p = _command(sub, "figure5", "Fig. 5: MC-sensitivity against patch dropout, one line per NC", commands.cmd_figure5)
-    p.add_argument("--metrics", nargs="+", required=True)
+    p.add_argument("--metrics", nargs="+", required=True, help=METRICS_HELP)
     p.add_argument("--out", required=True, help=PNG_HELP)
     p.add_argument("--csv", required=True, help="the plotted numbers")
 
 
 def _add_report(sub) -> None:
     p = _command(sub, "report", "results/REPORT.md linking every table and figure", commands.cmd_report)
-    p.add_argument("--results", default="results")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--preset", default="paper")
+    p.add_argument("--results", default="results", help="the results folder")
+    p.add_argument("--dataset", required=True, help="the dataset whose tables and figures are linked (results/DATASET)")
+    p.add_argument("--preset", default="paper", help="the config preset the results were made with (named in the report)")
     p.add_argument("--table-dataset", nargs=2, action="append", metavar=("TABLE", "DATASET"),
                    help="a table computed on another dataset, e.g. IV derm7pt")  # fmt: skip
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="Markdown file to write")
 
 
 def _add_official_test(sub) -> None:
     text = "predict an official test set (all images) with each fold model and their ensemble; leaderboard score"
     p = _command(sub, "official-test", text, commands.cmd_official_test)
     p.add_argument("--index", required=True, help="index.csv of the official test set")
-    p.add_argument("--run", required=True)
-    p.add_argument("--folds", type=int, nargs="+", required=True)
+    p.add_argument("--run", required=True, help=RUN_EXAMPLE)
+    p.add_argument("--folds", type=int, nargs="+", required=True, choices=[1, 2, 3], help="the folds whose models are given")
     p.add_argument("--models", nargs="+", required=True, help="one model file per fold, in the order of --folds")
-    p.add_argument("--out-dir", required=True)
+    p.add_argument("--out-dir", required=True, help="folder for the predictions, submission.csv and metrics.json")
     _add_settings(p, "official-test", "data geometry and device (the training values)")
     _add_job_options(p)
 
@@ -205,21 +289,21 @@ def _add_official_table(sub) -> None:
     p = _command(sub, "official-table", text, commands.cmd_official_table)
     p.add_argument("--metrics", nargs="+", required=True, help="metrics.json files written by official-test")
     p.add_argument("--heldout-metrics", nargs="+", default=None, help="the runs' test-part metrics.json (evaluate), for comparison")
-    p.add_argument("--label", nargs=2, action="append", metavar=("RUN", "ROW"))
-    p.add_argument("--title", default="Official test set (ISIC 2018 Task 3)")
-    p.add_argument("--csv", required=True)
-    p.add_argument("--markdown", required=True)
-    p.add_argument("--latex", required=True)
+    p.add_argument("--label", nargs=2, action="append", metavar=("RUN", "ROW"), help=LABEL_HELP)
+    p.add_argument("--title", default="Official test set (ISIC 2018 Task 3)", help="title of the table")
+    p.add_argument("--csv", required=True, help="CSV file to write")
+    p.add_argument("--markdown", required=True, help="Markdown file to write")
+    p.add_argument("--latex", required=True, help="LaTeX file to write")
 
 
 def _add_convert_derm7pt(sub) -> None:
     text = "derm7pt (SPC) release_v0 -> a HAM10000-format folder with split.csv (Table IV)"
     p = _command(sub, "convert-derm7pt", text, commands.cmd_convert_derm7pt)
     p.add_argument("--release", required=True, help="the unpacked derm7pt release_v0 folder (meta/, images/)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="HAM10000-format folder to write")
     p.add_argument("--split", choices=["official", "authors"], default="official",
                    help="test set: the official one (train + valid vs test) or the authors' (their indices_sp.pkl)")  # fmt: skip
-    p.add_argument("--image-size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"), default=[600, 450])
+    _add_image_size(p, "the converted images' size in pixels")
 
 
 def _add_fetch_weights(sub) -> None:
@@ -232,12 +316,12 @@ def _add_fetch_weights(sub) -> None:
 def _add_predict(sub) -> None:
     text = "classify images with a trained model (CSV to stdout, or --output .csv/.json)"
     p = _command(sub, "predict", text, commands.cmd_predict)
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--run", required=True, help="canonical run name the model was trained as")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG ...)")
     p.add_argument("--model", required=True, help="model.pt of a training run (weights only)")
+    p.add_argument("--run", default=None, help=f"canonical run name the model was trained as ({FROM_RUN_JSON})")
     p.add_argument("--output", default=None, help="FILE.csv or FILE.json (default: CSV to stdout)")
     p.add_argument("--overlay-dir", default=None, help="attention models: write <image stem>_attention.png here")
-    _add_settings(p, "predict", "data geometry and device (the training values)")
+    _add_settings(p, "predict", "data geometry and device (the training values)", from_run_json=("--image-size", "--crop-size"))
     _add_job_options(p, cache=False)
 
 
@@ -247,28 +331,28 @@ def _add_downloads(sub) -> None:
         ("download-ham10000", "download HAM10000 (checksums verified) into a HAM10000-format folder", commands.cmd_download_ham10000),
         ("download-isic2018-test", "download the ISIC 2018 Task 3 test set into a HAM10000-format folder", commands.cmd_download_isic2018_test),
     ):
-        p = sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
+        p = _command(sub, name, text, func)
         p.add_argument("--out", required=True, help="the dataset folder to create (must not exist or be empty)")
         p.add_argument("--downloads", default="resources/downloads", help="where raw downloads are kept and resumed")
-        p.add_argument("--source", choices=["dataverse", "isic2018"], default=None, help="default: dataverse")
+        p.add_argument("--source", choices=["dataverse", "isic2018"], default=None, help="where to download from (default: dataverse)")
         p.add_argument("--settings", default=None, help="the config's `download` block as JSON (the workflow passes it)")
         p.add_argument("--server", default=None, help="Dataverse server URL (default https://dataverse.harvard.edu)")
         p.add_argument("--doi", default=None, help="Dataverse dataset DOI (default doi:10.7910/DVN/DBW86T)")
         p.add_argument("--isic2018-url", default=None, help="base URL of the ISIC 2018 challenge files")
-        p.add_argument("--timeout", type=float, default=None, help="seconds without data before an attempt fails")
-        p.add_argument("--retries", type=int, default=None)
-        p.add_argument("--max-file-gib", type=float, default=None, help="no downloaded file may be larger (default 8; config download: max_file_gib)")
+        p.add_argument("--timeout", type=positive_number, default=None, help="seconds without data before an attempt fails (default: 60)")
+        p.add_argument("--retries", type=NON_NEGATIVE, default=None, help="attempts after the first failed one (default: 3)")
+        p.add_argument("--max-file-gib", type=positive_number, default=None, help="no downloaded file may be larger (default 8; config download: max_file_gib)")
         if name == "download-isic2018-test":
             p.add_argument("--from-files", nargs=2, metavar=("IMAGES_ZIP", "GROUND_TRUTH"), default=None,
                            help="no download: convert these local files")  # fmt: skip
-        p.set_defaults(func=func)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``patchlesion`` argument parser."""
-    parser = argparse.ArgumentParser(prog="patchlesion", description=DESCRIPTION, formatter_class=HelpFormatter)
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="patchlesion", description=DESCRIPTION, formatter_class=HelpFormatter)
+    parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
+    parser.add_argument("--version", action=_Version)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="`patchlesion COMMAND --help` lists its options")
     for add in (_add_synthesize, _add_index, _add_prepare, _add_split, _add_train, _add_evaluate, _add_table, _add_claims,
                 _add_table_figures, _add_figure4, _add_figure5, _add_report, _add_official_test, _add_official_table, _add_convert_derm7pt,
                 _add_fetch_weights):  # fmt: skip

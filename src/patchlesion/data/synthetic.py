@@ -39,6 +39,7 @@ from patchlesion.data.synthetic_images import (  # noqa: F401 (re-exported)
     render_lesion,
     texture_pattern,
 )
+from patchlesion.errors import PatchlesionError
 from patchlesion.method.classes import DX_TO_CLASS
 
 __all__ = [
@@ -136,9 +137,9 @@ def class_image_counts(n_images: int) -> dict[str, int]:
     n_classes = len(REAL_IMAGES_PER_CLASS)
     minimum = MIN_IMAGES_PER_CLASS * n_classes
     if n_images < minimum:
-        raise ValueError(
-            f"n_images={n_images} is too small: every one of the {n_classes} classes needs at least "
-            f"{MIN_IMAGES_PER_CLASS} images, so n_images must be at least {minimum}"
+        raise PatchlesionError(
+            f"n_images {n_images} is too small: each of the {n_classes} classes needs at least {MIN_IMAGES_PER_CLASS} images, "
+            f"so ask for at least {minimum} images."
         )
     dxs = list(REAL_IMAGES_PER_CLASS)
     real = np.array([REAL_IMAGES_PER_CLASS[d] for d in dxs], dtype=float)
@@ -249,14 +250,14 @@ def make_synthetic_ham10000(
     seed gives a byte-identical CSV and identical pixels.  ``write_images=False`` writes only the CSV.
     """
     if isinstance(n_images, bool) or not isinstance(n_images, (int, np.integer)):
-        raise TypeError(f"n_images must be an int, got {n_images!r}")
+        raise PatchlesionError(f"n_images must be a whole number, got {n_images!r}.")
     width, height = (int(s) for s in image_size)
     if width < 8 or height < 8:
-        raise ValueError(f"image_size must be at least 8x8 pixels, got {image_size!r}")
+        raise PatchlesionError(f"image size {width}x{height} is too small: give at least 8x8 pixels.")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        raise PatchlesionError(f"seed must be a whole number of at least 0, got {seed!r}.")
     if not 1 <= int(jpeg_quality) <= 100:
-        raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality!r}")
+        raise PatchlesionError(f"jpeg_quality must be in 1..100, got {jpeg_quality!r}.")
 
     frame, lesion_index = _build_metadata(int(n_images), int(seed))
     out = Path(out_dir)

@@ -102,7 +102,10 @@ def resolve_device(device: str) -> torch.device:
     """``auto`` -> the first CUDA device when one is present, else the CPU; other values as given."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise PatchlesionError(f"device {device!r} is not a device name; use auto, cpu, cuda or cuda:N.") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise PatchlesionError(f"device {device!r} was asked for but CUDA is not available here; use `device: auto`.")
     return resolved

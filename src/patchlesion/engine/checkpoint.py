@@ -100,7 +100,7 @@ def load_checkpoint(path: str | Path, expected_hash: str) -> dict | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file must not stop a rerun: start afresh
-        log.warning("%s: cannot read the training checkpoint (%s); starting from epoch 1.", path, error)
+        log.warning("%s: cannot read the training checkpoint (%s); starting from epoch 1.", path, type(error).__name__)
         return None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         log.warning("%s: checkpoint layout %r is not %d; starting from epoch 1.", path, getattr(state, "get", dict)("format"), FORMAT)

@@ -49,7 +49,7 @@ def evaluate_run(
     started = time.perf_counter()
     device = resolve_device(settings.device)
     torch.manual_seed(0)
-    model = load_state(build_model(spec, len(CLASSES)), model_path).to(device)
+    model = load_state(build_model(spec, len(CLASSES)), model_path, spec.name).to(device)
     test_ids = select(split, fold, "test")
     images = image_source(index, test_ids, settings.image_size, cache)
     true_labels = index.set_index("image_id").loc[test_ids, "label"].to_numpy()

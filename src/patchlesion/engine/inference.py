@@ -3,6 +3,7 @@ and writing/reading model weights (plain state dicts, loadable with ``weights_on
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from patchlesion.method.model import PatchLesionModel
 from patchlesion.method.runs import RunSpec
 from patchlesion.method.strategies import get_strategy
 
-__all__ = ["EVAL_CROPS_PER_BATCH", "load_state", "predict_probabilities", "save_state", "save_weights"]
+__all__ = ["EVAL_CROPS_PER_BATCH", "fit_state", "load_state", "model_file", "predict_probabilities", "read_state_dict", "save_state", "save_weights"]
 
 #: Crops per evaluation forward pass (memory bound, not a method parameter).
 EVAL_CROPS_PER_BATCH = 144
@@ -45,14 +46,64 @@ def save_state(model: torch.nn.Module, path: Path) -> None:
     save_weights(model.state_dict(), path)
 
 
-def load_state(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
-    """Load weights written by :func:`save_state` (no unpickling of arbitrary objects)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as error:
-        raise PatchlesionError(f"{path}: cannot load model weights ({error}).") from error
+def load_state(model: torch.nn.Module, path: str | Path, run: str | None = None) -> torch.nn.Module:
+    """Load weights written by :func:`save_state` (no unpickling of arbitrary objects). A file that is
+    not such a state dict, or one of another run's model (``run`` names the expected run in the
+    message), is a :class:`PatchlesionError` that names the file."""
+    return fit_state(model, read_state_dict(path), path, run)
+
+
+def fit_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path, run: str | None = None) -> torch.nn.Module:
+    """Load the state dict read from ``path`` into ``model``; weights of another model are a
+    :class:`PatchlesionError` that names the file and what does not fit."""
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    reshaped = [key for key in expected if key in state and state[key].shape != expected[key].shape]
+    if missing or unexpected or reshaped:
+        problems = [f"{len(keys)} {what} tensor(s), e.g. {keys[0]}" for keys, what in
+                    ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "wrongly shaped")) if keys]  # fmt: skip
+        raise PatchlesionError(
+            f"{path}: these weights do not fit {f'run {run}' if run else 'the model'} ({'; '.join(problems)}). "
+            "Pass a model file and the run it was trained as (the run.json that `patchlesion train` writes beside model.pt names it)."
+        )
     model.load_state_dict(state)
     return model
+
+
+def model_file(path: str | Path) -> Path:
+    """``path``, if it is a file; else a :class:`PatchlesionError` saying what to pass."""
+    path = Path(path)
+    if path.is_dir():
+        raise PatchlesionError(f"{path}: is a folder; pass the model file in it (e.g. {path / 'model.pt'}).")
+    if not path.is_file():
+        raise PatchlesionError(f"{path}: model file not found.")
+    return path
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict in a model file, loaded with ``weights_only``; any other file is a
+    :class:`PatchlesionError` that names it (never torch's advice to turn ``weights_only`` off)."""
+    path = model_file(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as error:
+        raise PatchlesionError(f"{path}: cannot read the model file ({error.strerror or error}).") from error
+    except pickle.UnpicklingError as error:
+        if "Unsupported global" in str(error):  # a pickled object (e.g. a whole model), not only tensors
+            raise PatchlesionError(
+                f"{path}: holds pickled Python objects, not only weights; patchlesion reads only state dicts "
+                "(torch.save(model.state_dict(), path)), as `patchlesion train` writes them."
+            ) from None
+        raise PatchlesionError(f"{path}: not a PyTorch model file; pass the model.pt that `patchlesion train` wrote.") from None
+    except Exception as error:  # noqa: BLE001 -- torch.load of arbitrary bytes raises many kinds (EOFError, KeyError, RuntimeError ...)
+        if path.stat().st_size == 0 or "zip archive" in str(error):
+            raise PatchlesionError(f"{path}: empty, truncated or corrupted model file; copy it again from its training folder.") from None
+        raise PatchlesionError(f"{path}: not a PyTorch model file; pass the model.pt that `patchlesion train` wrote.") from None
+    if not isinstance(state, dict) or not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()):
+        raise PatchlesionError(f"{path}: holds a {type(state).__name__}, not a model's weights (a state dict of tensors); "
+                               "pass the model.pt that `patchlesion train` wrote.")  # fmt: skip
+    return state
 
 
 def save_weights(state_dict: dict, path: Path) -> None:

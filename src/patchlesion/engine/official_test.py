@@ -59,10 +59,12 @@ def evaluate_official_test(
     image_ids = index["image_id"].astype(str).tolist()
     true_labels = index["label"].to_numpy()
     images = image_source(index, image_ids, settings.image_size, cache)
+    # every model file is checked before anything is written
+    models = [load_state(build_model(spec, len(CLASSES)), model_path, spec.name) for model_path in model_paths]
     fold_scores, fold_probabilities = [], []
-    for fold, model_path in zip(folds, model_paths):
+    for fold, model_path, model in zip(folds, model_paths, models):
         torch.manual_seed(0)
-        model = load_state(build_model(spec, len(CLASSES)), model_path).to(device)
+        model = model.to(device)
         probabilities = predict_probabilities(model, images, spec, settings, device)
         written = _write_and_reread(predictions_frame(image_ids, true_labels, probabilities), out_dir / f"fold{fold}_predictions.csv")
         fold_probabilities.append(class_probabilities(written, str(model_path)))

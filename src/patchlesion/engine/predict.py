@@ -1,25 +1,30 @@
 """Classify new images with a trained run's model (``patchlesion predict``).
 
-The images are resized to the training image size and cut into the run's evaluation crops; the
-class probabilities come from :func:`patchlesion.engine.training.predict_probabilities`, so they equal
-those of ``patchlesion evaluate`` (Multi-Crop: softmax averaged over crops; Ordered-Crop: the
-model's own aggregation). Models with patch attention also report each crop's attention weight
-(the end block's if present, else the initial block's) and can draw them over the image (Fig. 4).
+The run, the training image size and the crop size are read from the run.json that ``patchlesion
+train`` wrote beside the model file (or given). The images are resized to the training image size
+and cut into the run's evaluation crops; the class probabilities come from
+:func:`patchlesion.engine.training.predict_probabilities`, so they equal those of ``patchlesion
+evaluate`` (Multi-Crop: softmax averaged over crops; Ordered-Crop: the model's own aggregation).
+Models with patch attention also report each crop's attention weight (the end block's if present,
+else the initial block's) and can draw them over the image (Fig. 4).
 """
 
 from __future__ import annotations
 
-import pickle
+import json
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 
 from patchlesion.data.images import load_image, load_images
 from patchlesion.engine.accel import resolve_device
-from patchlesion.engine.inference import EVAL_CROPS_PER_BATCH, load_state, predict_probabilities
+from patchlesion.engine.inference import EVAL_CROPS_PER_BATCH, fit_state, model_file, predict_probabilities, read_state_dict
 from patchlesion.engine.settings import TrainSettings
 from patchlesion.errors import PatchlesionError
 from patchlesion.method.classes import CLASSES
@@ -28,11 +33,99 @@ from patchlesion.method.model import PatchLesionModel, build_model
 from patchlesion.method.runs import RunSpec
 from patchlesion.method.strategies import get_strategy
 
-__all__ = ["ATTENTION_PREFIX", "attention_columns", "attention_weights", "load_model", "predict_images", "write_overlays"]
+__all__ = [
+    "ATTENTION_PREFIX", "RUN_RECORD", "UPSCALE_WARNING", "TrainingGeometry", "attention_columns", "attention_weights", "check_image_sizes",
+    "predict_images", "training_geometry", "write_overlays",
+]  # fmt: skip
+
+log = logging.getLogger("patchlesion")
 
 #: Prefix of the per-crop attention-weight columns (``attention_0`` ... ``attention_<N-1>``, crop order
 #: of :func:`patchlesion.method.crops.crop_grid`).
 ATTENTION_PREFIX = "attention_"
+#: The training job's record beside its model files (:func:`patchlesion.engine.training.train_run`).
+RUN_RECORD = "run.json"
+#: An image smaller than the training image size by more than this factor in width or height is
+#: upscaled that much before the model sees it: :func:`check_image_sizes` warns (docs/running.md §7).
+UPSCALE_WARNING = 2.0
+
+
+@dataclass(frozen=True)
+class TrainingGeometry:
+    """What a model needs to be used as it was trained: its run and the training image and crop size."""
+
+    run: str
+    image_size: tuple[int, int]
+    crop_size: int
+
+
+_REPAIR = "copy it again from the training folder, or remove it and pass --run, --image-size and --crop-size."
+
+
+def _read_run_record(path: Path) -> TrainingGeometry:
+    try:
+        record = json.loads(path.read_text())
+        settings = record["settings"]
+        return TrainingGeometry(str(record["run"]), (int(settings["image_size"][0]), int(settings["image_size"][1])), int(settings["crop_size"]))
+    except (OSError, json.JSONDecodeError) as error:
+        raise PatchlesionError(f"{path}: cannot read the training record ({error}); {_REPAIR}") from error
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        raise PatchlesionError(
+            f"{path}: not a run.json of `patchlesion train` (it needs run, settings.image_size and settings.crop_size; "
+            f"{type(error).__name__}: {error}); {_REPAIR}"
+        ) from error
+
+
+def training_geometry(
+    model_path: str | Path, run: str | None = None, image_size: tuple[int, int] | None = None, crop_size: int | None = None
+) -> TrainingGeometry:
+    """The run, image size and crop size a model was trained with: those in the run.json beside
+    ``model_path`` (written by ``patchlesion train``), each overridden by a value given here (with a
+    warning where it disagrees). Without run.json every value must be given."""
+    given = {"run": run, "image_size": tuple(image_size) if image_size is not None else None, "crop_size": crop_size}
+    record_path = model_file(model_path).with_name(RUN_RECORD)
+    if not record_path.is_file():
+        missing = ["--" + name.replace("_", "-") for name, value in given.items() if value is None]
+        if missing:
+            options = ", ".join(missing[:-1]) + (" and " if len(missing) > 1 else "") + missing[-1]
+            raise PatchlesionError(
+                f"{model_path}: no {RUN_RECORD} beside it tells how the model was trained; pass {options} (the training values), "
+                f"or keep the model in its training folder with its {RUN_RECORD}."
+            )
+        return TrainingGeometry(**given)
+    recorded = _read_run_record(record_path)
+    for name, value in given.items():
+        if value is not None and value != getattr(recorded, name):
+            log.warning("%s %s differs from %s in %s (the training value): using %s as asked; the predictions may be wrong",
+                        name, _shown(value), _shown(getattr(recorded, name)), record_path, _shown(value))  # fmt: skip
+    return TrainingGeometry(**{name: getattr(recorded, name) if value is None else value for name, value in given.items()})
+
+
+def _shown(value) -> str:
+    return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def check_image_sizes(image_paths: Sequence[str | Path], geometry: TrainingGeometry) -> None:
+    """Refuse an image smaller than one crop in width or height (the model would see only upscaled
+    blur); warn about one smaller than the training image size by more than :data:`UPSCALE_WARNING`
+    in width or height. Unreadable files are left to the decoder, which names them."""
+    width, height = geometry.image_size
+    for path in image_paths:
+        try:
+            with Image.open(path) as image:
+                w, h = image.size
+        except FileNotFoundError:
+            raise PatchlesionError(f"{path}: image not found.") from None
+        except (OSError, ValueError):  # unreadable: the decoder names the file and the fault
+            continue
+        if min(w, h) < geometry.crop_size:
+            raise PatchlesionError(
+                f"{path}: {w}x{h} px is smaller than one {geometry.crop_size}x{geometry.crop_size} px crop of run {geometry.run} "
+                f"(images resized to {width}x{height} px); pass the full-resolution image."
+            )
+        if w * UPSCALE_WARNING < width or h * UPSCALE_WARNING < height:
+            log.warning("%s: %dx%d px is upscaled %.1f-fold to the training size %dx%d px; the prediction may be unreliable",
+                        path, w, h, max(width / w, height / h), width, height)  # fmt: skip
 
 
 def attention_columns(frame: pd.DataFrame) -> list[str]:
@@ -54,25 +147,6 @@ def attention_weights(model: PatchLesionModel, crops: torch.Tensor) -> torch.Ten
     raise PatchlesionError(f"the model has no patch attention (attention {model.attention!r}), so it has no attention weights.")
 
 
-def load_model(run_name: str, model_path: str | Path, device: torch.device | str = "cpu") -> tuple[RunSpec, PatchLesionModel]:
-    """The run's model with the weights of ``model_path`` (a state dict; loaded with ``weights_only``)."""
-    spec = RunSpec.from_name(run_name).check_registries()
-    model = build_model(spec, len(CLASSES))
-    if not Path(model_path).is_file():
-        raise PatchlesionError(f"{model_path}: model file not found.")
-    try:
-        load_state(model, model_path)
-    except PatchlesionError:
-        raise
-    except (RuntimeError, pickle.UnpicklingError, EOFError, TypeError, ValueError, KeyError, AttributeError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise PatchlesionError(
-            f"{model_path}: these weights do not fit run {spec.name} ({first_line}). "
-            "Pass the --run the model was trained with."
-        ) from error
-    return spec, model.to(device if isinstance(device, torch.device) else resolve_device(device))
-
-
 @torch.no_grad()
 def _attention(model: PatchLesionModel, images: torch.Tensor, spec: RunSpec, crop_size: int, device: torch.device) -> np.ndarray:
     """Attention weights ``(K, N)`` of whole images from the strategy's evaluation crops."""
@@ -86,11 +160,11 @@ def _attention(model: PatchLesionModel, images: torch.Tensor, spec: RunSpec, cro
 
 
 def predict_images(
-    run_name: str,
+    run_name: str | None,
     model_path: str | Path,
     image_paths: Sequence[str | Path],
-    image_size: tuple[int, int] = (600, 450),
-    crop_size: int = 224,
+    image_size: tuple[int, int] | None = None,
+    crop_size: int | None = None,
     device: str = "cpu",
 ) -> pd.DataFrame:
     """Class probabilities of images under a trained run's model.
@@ -99,26 +173,32 @@ def predict_images(
     column per class (:data:`patchlesion.method.classes.CLASSES`, summing to 1) and, for models with
     patch attention, ``attention_0`` ... ``attention_<N-1>``: each evaluation crop's attention
     weight in crop-grid order (``frame.attrs`` holds ``run``, ``image_size``, ``crop_size`` and the
-    crops' top-left ``positions``). ``image_size = (W, H)`` and ``crop_size`` must be the training
-    values; ``device`` ``auto`` picks CUDA when present.
+    crops' top-left ``positions``). The run name, ``image_size = (W, H)`` and ``crop_size`` are the
+    training values, by default those in the run.json beside the model (:func:`training_geometry`);
+    images far smaller than the training size are refused or warned about (:func:`check_image_sizes`).
+    ``device`` ``auto`` picks CUDA when present.
     """
     if not image_paths:
         raise PatchlesionError("no images to classify.")
-    settings = TrainSettings(image_size=tuple(image_size), crop_size=crop_size, device=device)
+    state = read_state_dict(model_path)  # a file that is no model is named before anything else
+    geometry = training_geometry(model_path, run_name, image_size, crop_size)
+    settings = TrainSettings(image_size=geometry.image_size, crop_size=geometry.crop_size, device=device)
     torch_device = resolve_device(device)
-    spec, model = load_model(run_name, model_path, torch_device)
+    spec = RunSpec.from_name(geometry.run).check_registries()
+    model = fit_state(build_model(spec, len(CLASSES)), state, model_path, spec.name).to(torch_device)
+    check_image_sizes(image_paths, geometry)
     images = load_images(image_paths, settings.image_size)
     probabilities = predict_probabilities(model, images, spec, settings, torch_device)  # (K, C)
     frame = pd.DataFrame({"image": [str(p) for p in image_paths]})
     frame["predicted_class"] = [CLASSES[i] for i in probabilities.argmax(axis=1)]
     for i, name in enumerate(CLASSES):
         frame[name] = probabilities[:, i].astype(float)
-    frame.attrs.update(run=spec.name, image_size=tuple(settings.image_size), crop_size=crop_size)
+    frame.attrs.update(run=spec.name, image_size=tuple(settings.image_size), crop_size=settings.crop_size)
     if spec.attention != "none":
-        weights = _attention(model, images, spec, crop_size, torch_device)  # (K, N)
+        weights = _attention(model, images, spec, settings.crop_size, torch_device)  # (K, N)
         for j in range(weights.shape[1]):
             frame[f"{ATTENTION_PREFIX}{j}"] = weights[:, j].astype(float)
-        frame.attrs["positions"] = crop_grid(spec.n_crops, tuple(settings.image_size), crop_size)
+        frame.attrs["positions"] = crop_grid(spec.n_crops, tuple(settings.image_size), settings.crop_size)
     return frame
 
 
@@ -176,6 +256,8 @@ def write_figure4(
     from patchlesion.data.splits import select
     from patchlesion.results.figures import figure4
 
+    if RunSpec.from_name(run_name).attention == "none":
+        raise PatchlesionError(f"run {run_name} has no patch attention, so Fig. 4 has nothing to show; pass a run with att_initial, att_end or att_dual.")
     test = index.set_index("image_id").loc[select(split, fold, "test")].reset_index()
     chosen = test.sort_values("image_id").groupby("class_name", sort=False).head(images_per_class)
     chosen = chosen.sort_values(["label", "image_id"])

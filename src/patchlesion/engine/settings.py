@@ -109,6 +109,8 @@ class TrainSettings:
         for name in ("epochs", "batch_size", "plain_batch_size", "validation_every", "crop_size"):
             if getattr(self, name) < 1:
                 raise PatchlesionError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if any(epoch < 1 for epoch in self.lr_halving_epochs):
+            raise PatchlesionError(f"lr_halving_epochs must be epochs 1 or later, got {list(self.lr_halving_epochs)}.")
         if self.learning_rate <= 0:
             raise PatchlesionError(f"learning_rate must be positive, got {self.learning_rate}.")
         if self.crop_size > min(self.image_size):

@@ -128,8 +128,8 @@ def _set_up(
     cache: str | Path | None,
 ) -> _Fold:  # fmt: skip
     """The fold's images and labels, a freshly seeded model, its optimizer, schedule, sampler and loss."""
+    device = resolve_device(settings.device)  # a bad device name stops the job before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(settings.device)
     seed = run_seed(settings.seed, fold)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)

@@ -186,7 +186,7 @@ def summarise_official_runs(
 ) -> pd.DataFrame:
     """:func:`summarise_official` of the runs' official-test metrics.json files (and their held-out test-part ones)."""
     heldout = [metrics for _, metrics in read_metrics(heldout_paths)]
-    return summarise_official([metrics for _, metrics in read_metrics(metrics_paths)], labels, heldout)
+    return summarise_official([metrics for _, metrics in read_metrics(metrics_paths, "official-test")], labels, heldout)
 
 
 def official_table(table: pd.DataFrame, title: str) -> Table:

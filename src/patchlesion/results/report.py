@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
+from patchlesion.errors import PatchlesionError
 from patchlesion.results.machines import machines_section
 
 __all__ = ["SKIPPED", "write_report"]
@@ -35,6 +36,8 @@ def write_report(
     """
     results, out = Path(results), Path(out)
     base = results / dataset
+    if not base.is_dir():
+        raise PatchlesionError(f"{base}: no results of dataset {dataset!r} there; pass the --results folder and --dataset the workflow wrote.")
     table_datasets = dict(table_datasets or {})
     lines = [
         f"# Results: Gessert et al. 2019 reproduced on `{dataset}` (preset `{preset}`)",

@@ -168,14 +168,23 @@ def summarise_folds(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 # --- from the runs' files -------------------------------------------------------------------------
 
 
-def read_metrics(paths: Iterable[str | Path]) -> list[tuple[Path, dict]]:
-    """Each metrics.json (of ``patchlesion evaluate`` or ``official-test``) with its path, in the given order."""
+#: The keys of the metrics.json that each command writes (``patchlesion evaluate``, ``official-test``).
+METRICS_KEYS: dict[str, tuple[str, ...]] = {"evaluate": ("run", "fold", "mc_sensitivity"), "official-test": ("run", "folds", "ensemble")}
+
+
+def read_metrics(paths: Iterable[str | Path], written_by: str = "evaluate") -> list[tuple[Path, dict]]:
+    """Each metrics.json with its path, in the given order; each must be one that ``patchlesion
+    <written_by>`` wrote (:data:`METRICS_KEYS`)."""
     out = []
     for path in paths:
         try:
-            out.append((Path(path), json.loads(Path(path).read_text())))
+            metrics = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise PatchlesionError(f"{path}: cannot read test metrics ({error}).") from error
+        missing = [key for key in METRICS_KEYS[written_by] if not isinstance(metrics, dict) or key not in metrics]
+        if missing:
+            raise PatchlesionError(f"{path}: has no {', '.join(missing)}; pass the metrics.json files that `patchlesion {written_by}` wrote.")
+        out.append((Path(path), metrics))
     return out
 
 
