@@ -8,6 +8,8 @@ import argparse
 import json
 import logging
 import shutil
+import subprocess
+import sys
 from importlib.metadata import version
 
 import numpy as np
@@ -195,13 +197,39 @@ def test_every_option_has_help_and_shows_its_default():
     assert "(default: auto)" in predict and "(default: 600 450)" in synthesize and "same files (default: 0)" in synthesize
 
 
-def test_help_stays_light():
-    """``patchlesion --help`` builds the parser without torch (issue 13 will make it lighter still)."""
-    import subprocess
-    import sys
+#: Libraries that ``patchlesion --help`` must not import (docs/performance.md §7).
+HEAVY = ("torch", "pandas", "numpy", "sklearn", "scipy", "matplotlib", "PIL", "timm", "torchvision")
 
-    code = "import sys; from patchlesion.cli import build_parser; build_parser(); print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+def _modules_after(calls: list[list[str]]) -> set[str]:
+    """The :data:`HEAVY` libraries in ``sys.modules`` after ``patchlesion CALL`` for each call, in a fresh interpreter."""
+    code = (
+        "import sys\nfrom patchlesion.cli import main\n"
+        f"for argv in {calls!r}:\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+        f"print('LOADED', *sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return set(out.strip().splitlines()[-1].split()[1:])
+
+
+def test_help_imports_no_heavy_library():
+    """``patchlesion --help`` and every ``patchlesion COMMAND --help`` stay free of torch, pandas, numpy, matplotlib...:
+    each command handler imports its modules inside its body."""
+    commands = list(build_parser()._subparsers._group_actions[0].choices)
+    assert _modules_after([["--help"], ["--version"], *([command, "--help"] for command in commands)]) == set()
+
+
+def test_train_and_evaluate_do_not_import_matplotlib(trained, tmp_path):
+    """A training job and an evaluation job, run to the end, never load matplotlib (only figure commands plot)."""
+    root, model, _ = trained
+    fold = ["--index", str(root / "index.csv"), "--split", str(root / "split.csv"), "--fold", "1", "--run", RUN]
+    train = ["-q", "train", *fold, "--out-dir", str(tmp_path / "run"), *GEOMETRY, *TRAINING]
+    evaluate = ["-q", "evaluate", *fold, "--model", str(model), "--predictions", str(tmp_path / "p.csv"),
+                "--metrics", str(tmp_path / "m.json"), *GEOMETRY, "--device", "cpu", "--threads", "1"]  # fmt: skip
+    loaded = _modules_after([train, evaluate])
+    assert (tmp_path / "run" / "model.pt").is_file() and (tmp_path / "m.json").is_file()
+    assert "torch" in loaded and "matplotlib" not in loaded, loaded
 
 
 def test_run_json_that_is_not_a_training_record_is_named(trained, capsys, tmp_path):

@@ -1,6 +1,9 @@
 """Command handlers of ``patchlesion``: each reads its files, delegates to the package and logs what
 it wrote; the science lives in :mod:`patchlesion.method`, :mod:`patchlesion.data`,
-:mod:`patchlesion.engine` and :mod:`patchlesion.results`."""
+:mod:`patchlesion.engine` and :mod:`patchlesion.results`.
+
+Each handler imports what it uses (pandas, torch, the package's modules) inside its body, so that
+``patchlesion --help`` and a command import only their own dependencies (docs/performance.md §7)."""
 
 from __future__ import annotations
 
@@ -8,18 +11,21 @@ import argparse
 import json
 import logging
 import sys
+import typing
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
 
 from patchlesion.engine.settings import TrainSettings
 from patchlesion.errors import PatchlesionError, SplitError
+
+if typing.TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("patchlesion")
 
 
 def _read_csv(path: str, what: str) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         return pd.read_csv(path, dtype={"image_id": str})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
@@ -90,6 +96,7 @@ def cmd_index(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
+    import math
     import time
 
     from patchlesion.data.cache import prepare_cache
@@ -97,7 +104,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     index = _read_csv(args.index, "image index")
     started = time.perf_counter()
     manifest = prepare_cache(index, tuple(args.image_size), args.out, threads=args.threads)
-    size_gb = np.prod(manifest["shape"]) / 1e9
+    size_gb = math.prod(manifest["shape"]) / 1e9
     log.info("decoded %d images into %s (%s, %.2f GB) in %.1f s; source sha256 %s", len(index), args.out,
              "x".join(map(str, manifest["shape"])), size_gb, time.perf_counter() - started, manifest["source_sha256"])  # fmt: skip
 
@@ -217,6 +224,8 @@ def cmd_official_table(args: argparse.Namespace) -> None:
 
 
 def cmd_convert_derm7pt(args: argparse.Namespace) -> None:
+    import pandas as pd
+
     from patchlesion.data.derm7pt import convert_release
 
     meta = convert_release(args.release, args.out, split=args.split, image_size=tuple(args.image_size))
