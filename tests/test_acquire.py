@@ -312,6 +312,16 @@ def test_isic2018_test_set_from_dataverse(server, ham, tmp_path):
     assert index.set_index("image_id")["dx"].sort_index().tolist() == meta.iloc[:60].set_index("image_id")["dx"].sort_index().tolist()
 
 
+def test_offline_isic2018_test_download_names_the_switch_that_leaves_it_out(server, tmp_path):
+    unreachable = FakeServer()
+    base = unreachable.base
+    unreachable.server_close()
+    with pytest.raises(DownloadError, match="failed after 1 attempt") as info:
+        download_isic2018_test(tmp_path / "t", tmp_path / "d", settings(server, dataverse_server=base, retries=0))
+    assert "isic2018_test_dir=DIR" in str(info.value) and "--config official_test=false leaves it out" in str(info.value)
+    assert not (tmp_path / "t").exists()
+
+
 def test_isic2018_test_ground_truth_name_not_found_lists_the_record(server, ham, tmp_path):
     record = FakeDataverse(server)
     record.add("ISIC2018_Task3_Test_Images.zip", zip_bytes([("ISIC_0000001.jpg", b"x")]))

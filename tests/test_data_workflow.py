@@ -1,10 +1,14 @@
 """The workflow's data rules: download planning, the ISIC 2018 test set through Snakemake against a
-fake Dataverse on 127.0.0.1, and training on a HAM10000-format folder whose images are 200x150."""
+fake Dataverse on 127.0.0.1, training on a HAM10000-format folder whose images are 200x150, a failing
+job's reason in the terminal, and the workflow run from folders whose names hold a space."""
 
 from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
+import sys
 import zipfile
 
 import pandas as pd
@@ -115,3 +119,44 @@ def test_demo_trains_on_a_ham10000_folder_of_200x150_images(tmp_path):
     # recomputed from the predictions with scikit-learn (mean per-class recall), not trusted
     assert metrics["mc_sensitivity"] == pytest.approx(balanced_accuracy_score(predictions["true_class"], predictions["predicted_class"]))
     assert not (tmp_path / "resources" / "ham10000").exists()  # nothing downloaded
+
+
+@pytest.mark.slow
+def test_a_failing_job_shows_its_reason_in_the_terminal(tmp_path):
+    """The reason is in the job's log; profiles/default (show-failed-logs) prints it, so a newcomer does
+    not have to find results/<dataset>/logs/index.log."""
+    make_synthetic_ham10000(tmp_path / "ham", n_images=60, image_size=(40, 30), seed=2)
+    missing = min((tmp_path / "ham").rglob("ISIC_*.jpg"))
+    missing.unlink()
+    result = snakemake("--cores", "1", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path),
+                       "--config", "preset=demo", "dataset=ham10000", f"ham10000_dir={tmp_path / 'ham'}", "--", "results/ham10000/index.csv")  # fmt: skip
+    assert result.returncode != 0
+    reason = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("patchlesion index: error:")]
+    assert len(reason) == 1 and missing.name in reason[0], result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_workflow_runs_from_folders_with_a_space_in_their_names(tmp_path):
+    """Acceptance test of issue 12: the repository and ham10000_dir both in folders whose names hold a space,
+    the repository's own folder the working directory. One run on one fold through index, split, prepare,
+    train, evaluate and a table (Table VI cut to its reference row, whose label also holds spaces)."""
+    repo, ham = tmp_path / "my repo", tmp_path / "my ham"
+    repo.mkdir()
+    for part in ("Snakefile", "config.yaml", "workflow", "profiles", "envs"):
+        copy = shutil.copytree if (ROOT / part).is_dir() else shutil.copy
+        copy(ROOT / part, repo / part)
+    make_synthetic_ham10000(ham, n_images=120, image_size=(160, 120), seed=4)
+    table = "{VI: {reference: k = 1.00, rows: [{row: k = 1.00, strategy: multi_crop, n_crops: 9, aggregation: mean, balancing: loss_weighting}]}}"
+    overrides = ["preset=demo", "dataset=ham10000", f"ham10000_dir={ham}", "official_test=false", f"tables={table}", "folds=[1]",
+                 "epochs=2", "validation_every=1", "lr_halving_epochs=[2]", "device=cpu"]  # fmt: skip
+    target = "results/ham10000/tables/table_VI.csv"
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", *overrides, "--", target]
+    result = subprocess.run(command, check=False, cwd=repo, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    index = pd.read_csv(repo / "results" / "ham10000" / "index.csv")
+    assert len(index) == 120 and index["path"].str.startswith(str(ham) + "/").all()
+    assert list(pd.read_csv(repo / target)["row"]) == ["k = 1.00"]
+    metrics = json.loads((repo / "results" / "ham10000" / "runs" / RUN / "fold1" / "metrics.json").read_text())
+    split = pd.read_csv(repo / "results" / "ham10000" / "split.csv")
+    assert metrics["n_images"] == (split["part"] == 0).sum() > 0
+    assert not (repo / "resources").exists()  # nothing downloaded

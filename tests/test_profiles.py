@@ -1,4 +1,5 @@
-"""The execution profiles: SLURM cluster (profiles/slurm) and multi-GPU workstation (profiles/workstation)."""
+"""The execution profiles: SLURM cluster (profiles/slurm), multi-GPU workstation (profiles/workstation) and the
+workflow profile that Snakemake loads by itself (profiles/default)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SLURM = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
 WORKSTATION = yaml.safe_load((ROOT / "profiles" / "workstation" / "config.yaml").read_text())
+DEFAULT = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
+PLACEHOLDERS = ("PATCHLESION_ACCOUNT", "PATCHLESION_PARTITION", "PATCHLESION_GPU_PARTITION")
 
 
 def test_slurm_profile_requests_one_gpu_per_training_and_evaluation_job():
@@ -31,8 +34,17 @@ def test_slurm_profile_requests_one_gpu_per_training_and_evaluation_job():
 def test_no_global_gpu_limit_reaches_a_cluster_run():
     # `gpu` is a global resource: a limit would let one GPU job run at a time on the whole cluster.
     assert "resources" not in SLURM
-    # profiles/default/ would be loaded automatically on top of --profile profiles/slurm.
-    assert not (ROOT / "profiles" / "default").exists() and not (ROOT / "workflow" / "profiles" / "default").exists()
+    # profiles/default/ is loaded automatically on top of --profile profiles/slurm, and wins key by key:
+    # it only shows failed jobs' logs, a key neither machine profile sets.
+    assert DEFAULT == {"show-failed-logs": True}
+    assert not set(DEFAULT) & (set(SLURM) | set(WORKSTATION))
+    assert not (ROOT / "workflow" / "profiles" / "default").exists()
+
+
+def test_slurm_profile_comment_names_every_placeholder():
+    text = (ROOT / "profiles" / "slurm" / "config.yaml").read_text()
+    assert "fill in the three placeholders" in text
+    assert all(text.count(placeholder) >= 2 for placeholder in PLACEHOLDERS)  # explained, then used
 
 
 def test_workstation_profile_limits_gpu_jobs():
@@ -68,11 +80,34 @@ def test_every_gpu_rule_gets_a_gpu_on_the_cluster():
         assert resources.get("gpu") == 1 and resources.get("slurm_partition") == "PATCHLESION_GPU_PARTITION", rule
 
 
-@pytest.mark.parametrize("profile", ["slurm", "workstation"])
-def test_profiles_plan_the_demo(tmp_path, profile):
-    pytest.importorskip("snakemake_executor_plugin_slurm")
+def _plan_demo(tmp_path, profile: Path) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(ROOT / "config.yaml"),
-               "--directory", str(tmp_path), "--profile", str(ROOT / "profiles" / profile), "--config", "preset=demo"]  # fmt: skip
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+               "--directory", str(tmp_path), "--profile", str(profile), "--config", "preset=demo"]  # fmt: skip
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("profile", ["slurm", "workstation"])
+def test_profiles_plan_the_demo_beside_the_workflow_profile(tmp_path, profile):
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    folder = ROOT / "profiles" / profile
+    if profile == "slurm":  # as a user fills it in
+        text = (folder / "config.yaml").read_text()
+        for placeholder, value in zip(PLACEHOLDERS, ("lab42", "cpu", "gpu")):
+            text = text.replace(placeholder, value)
+        folder = tmp_path / "profile"
+        folder.mkdir()
+        (folder / "config.yaml").write_text(text)
+    result = _plan_demo(tmp_path, folder)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "train" in result.stdout
+    assert "workflow specific profile" in result.stderr and "profiles/default" in result.stderr
+
+
+def test_unfilled_slurm_placeholders_stop_the_run_at_planning(tmp_path):
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    result = _plan_demo(tmp_path, ROOT / "profiles" / "slurm")
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and all(placeholder in errors[0] for placeholder in PLACEHOLDERS)
+    assert "slurm_partition of train, evaluate, official_test" in errors[0] and "profiles/slurm/config.yaml" in errors[0]
+    assert "Job stats" not in result.stdout and not (tmp_path / "results").exists()

@@ -26,7 +26,9 @@ def test_report_links_tables_and_figures_and_names_what_was_skipped(tmp_path):
     assert "synthetic/figures/table_II_confusion.png" in text
     assert "Fig. 4" not in text, "a figure that was not produced is not linked"
     assert "Table IV (derm7pt / SPC)**: skipped" in text and "derm7pt_dir=" in text
-    assert "Official test set" not in text, "no official-test table was produced"
+    assert "## Official test set" not in text, "no official-test table was produced"
+    # ... so the report says how to add it later
+    assert "**Official test set (ISIC 2018 Task 3)**: not scored" in text and "--config official_test=true" in text
 
 
 def test_report_takes_table_iv_from_derm7pt_and_adds_the_official_test_set(tmp_path):

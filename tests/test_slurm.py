@@ -11,8 +11,10 @@ Table V of the demo preset with ``epochs=3`` (its 5 runs x 2 folds: 10 training 
 job array, 10 evaluation jobs, index and split on the cluster; synthesize and the table as local
 rules). Every produced metrics.json and predictions.csv, and the table, are compared with the local run.
 
-Skipped, with the reason, where SLURM cannot be set up: not Linux, not root, or apt-get cannot
-install the packages (no package mirror reachable).
+Runs only when asked for, with PATCHLESION_TEST_SLURM=1 (as .ci/run does): as root it installs
+packages and starts system services, which a plain `pytest` must not do. Skipped, with the reason,
+otherwise, and where SLURM cannot be set up: not Linux, not root, or apt-get cannot install the
+packages (no package mirror reachable).
 """
 
 from __future__ import annotations
@@ -34,6 +36,23 @@ START = ROOT / "tests" / "slurm" / "start-local-slurm.sh"
 FAKE_GPUS = 2
 OVERRIDES = ["preset=demo", "epochs=3"]
 TARGET = "results/synthetic/tables/table_V.csv"
+#: The environment variable that asks for the end-to-end test (set to 1).
+REQUEST = "PATCHLESION_TEST_SLURM"
+
+
+def _require_request() -> None:
+    """Skip unless the SLURM end-to-end test was asked for: it apt-installs slurm-wlm and starts daemons."""
+    if os.environ.get(REQUEST) != "1":
+        pytest.skip(f"the SLURM end-to-end test installs and starts a SLURM cluster; run it with {REQUEST}=1 pytest")
+
+
+def test_slurm_end_to_end_runs_only_when_asked_for(monkeypatch):
+    monkeypatch.delenv(REQUEST, raising=False)
+    with pytest.raises(pytest.skip.Exception, match=f"{REQUEST}=1 pytest"):
+        _require_request()
+    monkeypatch.setenv(REQUEST, "1")
+    _require_request()  # asked for: goes on (to the root and apt-get checks)
+
 
 def test_cluster_profile_for_the_local_test_cluster_keeps_the_real_profile(tmp_path):
     profile = _test_profile(tmp_path)
@@ -99,6 +118,7 @@ def _metrics(path: Path) -> dict:
 
 @pytest.mark.slow
 def test_demo_through_slurm_equals_the_local_demo(tmp_path):
+    _require_request()
     pytest.importorskip("snakemake_executor_plugin_slurm", reason="install the slurm extra: pip install -e '.[slurm]'")
     started = _start_cluster()
     try:

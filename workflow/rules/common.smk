@@ -2,12 +2,16 @@
 # and figures; the official test set; the final outputs (and the wildcard constraints).
 import copy
 import csv
+import difflib
 import json
 import os
 import re
 import shlex
 import sys
 
+from jsonschema import ValidationError
+from jsonschema.exceptions import best_match
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
 from patchlesion.engine.settings import TrainSettings, per_backbone
@@ -21,6 +25,8 @@ SCHEMA = "../schemas/config.schema.yaml"
 TORCH_HOME = "resources/torch"
 #: The table whose runs are also scored on the official test set (ISIC 2018 Task 3 for HAM10000).
 OFFICIAL_TEST_TABLE = "II"
+#: The site placeholders of profiles/slurm/config.yaml, replaced by the user before the first cluster run.
+SLURM_PLACEHOLDERS = ("PATCHLESION_ACCOUNT", "PATCHLESION_PARTITION", "PATCHLESION_GPU_PARTITION")
 
 
 # ==================================================================================================
@@ -29,11 +35,14 @@ OFFICIAL_TEST_TABLE = "II"
 
 
 def typed(value):
-    """Numbers inside list or dict values of --config: Snakemake reads those as strings."""
+    """Numbers inside list or dict values of --config, and YAML's true and false anywhere (config.yaml's
+    spelling; Snakemake reads only True and False as booleans): Snakemake reads those as strings."""
     if isinstance(value, dict):
         return {key: typed(item) for key, item in value.items()}
     if isinstance(value, list):
         return [typed(item) for item in value]
+    if value in ("true", "false"):
+        return value == "true"
     if isinstance(value, str):
         for parse in (int, float):
             try:
@@ -43,22 +52,72 @@ def typed(value):
     return value
 
 
+def config_error(message):
+    """Stop before any job is planned with one `error:` line and exit status 2, as `patchlesion` does
+    for bad input (Snakemake's own report of a failed validation prints the whole config and schema)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def schema_problem(error, config):
+    """One line for a schema violation: the key (and table row), the bad value, and what is allowed."""
+    path = "/".join(str(part) for part in error.absolute_path)
+    rows = [node for node in _nodes(config, error.absolute_path) if isinstance(node, dict) and "row" in node]
+    row = f" (row {rows[-1]['row']!r})" if rows else ""
+    where = f"config key '{path}'{row}"
+    if error.validator == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        allowed += [pattern.strip("^$()").replace("|", ", ") for pattern in error.schema.get("patternProperties", {})]
+        unknown = [key for key in error.instance if key not in error.schema.get("properties", {})
+                   and not any(re.search(pattern, key) for pattern in error.schema.get("patternProperties", {}))]
+        under = f" under '{path}'{row}" if path else ""
+        guess = difflib.get_close_matches(unknown[0], allowed, n=1)
+        meant = f" (did you mean {guess[0]!r}?)" if guess else ""
+        return f"config key {unknown[0]!r}{under} is not a setting{meant}; the settings{under} are: {', '.join(allowed)}."
+    if error.validator == "enum":
+        values = ", ".join(json.dumps(value) if isinstance(value, bool) else str(value) for value in error.validator_value)
+        return f"{where}: {error.instance!r} is not allowed; allowed values: {values}."
+    return f"{where}: {error.message}."
+
+
+def _nodes(config, path):
+    """The values along a key path of the config (the config itself first)."""
+    nodes = [config]
+    for part in path:
+        try:
+            nodes.append(nodes[-1][part])
+        except (KeyError, IndexError, TypeError):
+            break
+    return nodes
+
+
+def validated(config):
+    """Snakemake's validate (which also fills in the schema defaults), its error as one line."""
+    try:
+        validate(config, SCHEMA)
+    except WorkflowError as failure:
+        error = failure.__context__  # the jsonschema error, raised inside Snakemake's `except`
+        if not isinstance(error, ValidationError):
+            raise
+        config_error(schema_problem(best_match([error]), config) + " The keys are described in config.yaml and docs/running.md §6.")
+
+
 def apply_preset(config):
     """Apply the chosen preset on top of the config file(s), then the --config values on top of it."""
     overrides = typed(dict(workflow.config_settings.config))
     update_config(config, copy.deepcopy(overrides))
-    validate(config, SCHEMA)
+    validated(config)
     preset = config["preset"]
     if preset == "paper":
         return
     if preset not in config.get("presets", {}):
-        raise ValueError(
+        config_error(
             f"config key 'preset': unknown preset {preset!r}; choose paper or one of "
             f"{', '.join(config.get('presets', {}))} (defined under 'presets' in config.yaml)."
         )
     update_config(config, copy.deepcopy(config["presets"][preset]))
     update_config(config, copy.deepcopy(overrides))
-    validate(config, SCHEMA)
+    validated(config)
 
 
 def run_backbone(backbone):
@@ -79,7 +138,7 @@ def check_backbone(backbone):
 
             BACKBONES.check(backbone)
     except PatchlesionError as error:
-        raise ValueError(f"config key 'backbones': {error}") from None
+        config_error(f"config key 'backbones': {error}")
 
 
 def check_config(config):
@@ -89,20 +148,40 @@ def check_config(config):
     for backbone in dict.fromkeys([*config["backbones"], *(figure["backbone"] for figure in figures if "backbone" in figure)]):
         check_backbone(run_backbone(backbone))
     if config["crop_size"] > min(config["image_size"]):
-        raise ValueError(
-            f"config key 'crop_size': {config['crop_size']} is larger than image_size {config['image_size']}."
-        )
+        config_error(f"config key 'crop_size': {config['crop_size']} is larger than image_size {config['image_size']}.")
     for table, spec in config["tables"].items():
         labels = [row["row"] for row in spec["rows"]]
         if spec.get("reference") and spec["reference"] not in labels:
-            raise ValueError(
+            config_error(
                 f"config key 'tables/{table}/reference': {spec['reference']!r} is not one of the table's rows "
                 f"({', '.join(labels)})."
             )
 
 
+def check_profile():
+    """Stop at planning when a profile still holds a SLURM placeholder: jobs would be submitted with it
+    (sbatch fails per job, or runs under a partition of that name). Read from the resources Snakemake
+    resolved (the profile's default-resources and set-resources, or the same options on the command line)."""
+    settings = workflow.resource_settings
+    where = {}  # (placeholder, resource) -> default-resources or the rules whose set-resources hold it
+    resources = [("default-resources", settings.default_resources or {})] + list(settings.overwrite_resources.items())
+    for rule, values in resources:
+        for name, value in values.items():
+            raw = str(getattr(value, "raw", value))
+            if raw in SLURM_PLACEHOLDERS:
+                where.setdefault((raw, name), []).append(rule)
+    if where:
+        found = "; ".join(f"{placeholder} ({name} of {', '.join(rules)})" for (placeholder, name), rules in where.items())
+        config_error(
+            f"the SLURM profile's placeholders are not filled in: {found}. Replace them in profiles/slurm/config.yaml "
+            "(or your copy) with your SLURM account, a CPU partition and a GPU partition; the file says how to find them "
+            "(docs/running.md §3)."
+        )
+
+
 apply_preset(config)
 check_config(config)
+check_profile()
 
 DATASET = config["dataset"]
 TABLES = list(config["tables"])
@@ -321,10 +400,10 @@ def claims_options(wildcards):
     """Command-line options of the claims rule: each built table's metrics and row labels, Fig. 5's metrics."""
     options = []
     for dataset, table in built_tables():
-        options.append(f"--table-metrics {table} " + " ".join(table_metrics(dataset, table)))
+        options.append(f"--table-metrics {table} " + " ".join(map(shlex.quote, table_metrics(dataset, table))))
         options += [f"--label {table} {name} {shlex.quote(label)}" for name, label in table_rows(table)]
     if "fig5" in FIGURES:
-        options.append("--figure5-metrics " + " ".join(figure5_inputs(wildcards)))
+        options.append("--figure5-metrics " + " ".join(map(shlex.quote, figure5_inputs(wildcards))))
     return " ".join(options)
 
 
@@ -413,8 +492,9 @@ def official_test_options(wildcards):
 
 
 def official_test_outputs():
-    """The official-test table of the configured dataset, if it has an official test set and Table II is configured."""
-    if not DATASETS[DATASET]["official_test"] or OFFICIAL_TEST_TABLE not in TABLES:
+    """The official-test table of the configured dataset, if the config asks for it (official_test), the
+    dataset has an official test set and Table II is configured."""
+    if not config["official_test"] or not DATASETS[DATASET]["official_test"] or OFFICIAL_TEST_TABLE not in TABLES:
         return []
     return expand("results/{dataset}/tables/official_test.{ext}", dataset=DATASET, ext=["csv", "md", "tex"])
 

@@ -10,14 +10,14 @@ rule synthesize:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion synthesize --out {output} --n-images {params.n_images} "
-        "--image-size {params.size} --seed {params.seed} > {log} 2>&1"
+        "patchlesion synthesize --out {output:q} --n-images {params.n_images:q} "
+        "--image-size {params.size} --seed {params.seed:q} > {log:q} 2>&1"
 
 
 # HAM10000 from Harvard Dataverse (or the ISIC 2018 challenge files), MD5-verified, safely unpacked.
 # Not run when ham10000_dir points at an existing copy. A local rule (workflow/Snakefile): it needs
 # the network, which a cluster's login node has and its compute nodes may not. On failure (e.g.
-# offline) the log's last lines, with the manual download instructions, are shown.
+# offline) the log, with the manual download instructions, is shown (profiles/default).
 rule download_ham10000:
     output:
         directory("resources/ham10000"),
@@ -29,11 +29,12 @@ rule download_ham10000:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion download-ham10000 --out {output} --downloads resources/downloads/ham10000 "
-        "--settings {params.settings} > {log} 2>&1 || {{ tail -n 3 {log} >&2; exit 1; }}"
+        "patchlesion download-ham10000 --out {output:q} --downloads resources/downloads/ham10000 "
+        "--settings {params.settings} > {log:q} 2>&1"
 
 
-# The ISIC 2018 Task 3 official test set (1,511 images), converted to HAM10000 format.
+# The ISIC 2018 Task 3 official test set (1,511 images), converted to HAM10000 format; only with
+# official_test: true (the default) and no isic2018_test_dir.
 rule download_isic2018_test:
     output:
         directory("resources/isic2018_test"),
@@ -45,8 +46,8 @@ rule download_isic2018_test:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion download-isic2018-test --out {output} --downloads resources/downloads/isic2018_test "
-        "--settings {params.settings} > {log} 2>&1 || {{ tail -n 3 {log} >&2; exit 1; }}"
+        "patchlesion download-isic2018-test --out {output:q} --downloads resources/downloads/isic2018_test "
+        "--settings {params.settings} > {log:q} 2>&1"
 
 
 # A checkpoint: rule prepare lists the indexed images as its inputs.
@@ -60,7 +61,7 @@ checkpoint index:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion index --data-dir {input} --out {output} > {log} 2>&1"
+        "patchlesion index --data-dir {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 # Every image decoded once at the configured size (the size is in the path, so a new size is a new
@@ -81,8 +82,8 @@ rule prepare:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion prepare --index {input.index} --image-size {wildcards.width} {wildcards.height} "
-        "--out {params.out_dir} --threads {threads} > {log} 2>&1"
+        "patchlesion prepare --index {input.index:q} --image-size {wildcards.width} {wildcards.height} "
+        "--out {params.out_dir:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule split:
@@ -98,8 +99,8 @@ rule split:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion split --index {input} --method {params.method} --seed {params.seed} "
-        "--out {output} > {log} 2>&1"
+        "patchlesion split --index {input:q} --method {params.method:q} --seed {params.seed:q} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule fetch_weights:
@@ -113,4 +114,4 @@ rule fetch_weights:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion fetch-weights {params.backbone} --torch-home resources/torch > {log} 2>&1"
+        "patchlesion fetch-weights {params.backbone:q} --torch-home resources/torch > {log:q} 2>&1"

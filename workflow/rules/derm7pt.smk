@@ -16,7 +16,7 @@ if config["derm7pt_dir"]:
         conda:
             "../../envs/patchlesion.yaml"
         shell:
-            "patchlesion convert-derm7pt --release {input} --out {output} --split {params.split} > {log} 2>&1"
+            "patchlesion convert-derm7pt --release {input:q} --out {output:q} --split {params.split:q} > {log:q} 2>&1"
 
 else:
 
@@ -31,7 +31,7 @@ else:
         shell:
             "(echo 'derm7pt is needed (Table IV) but derm7pt_dir is not set.'; "
             "echo 'Register at https://derm.cs.sfu.ca, download and unpack release_v0.zip, and run with'; "
-            "echo '  --config derm7pt_dir=/path/to/release_v0') | tee {log} >&2; exit 1"
+            "echo '  --config derm7pt_dir=/path/to/release_v0') | tee {log:q} >&2; exit 1"
 
 
 # The split comes with the conversion: fold 1 trains on derm7pt's training cases and is tested (and,
@@ -47,7 +47,7 @@ rule derm7pt_split:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "cp {input.data}/split.csv {output} > {log} 2>&1"
+        "cp {input.data:q}/split.csv {output:q} > {log:q} 2>&1"
 
 
 ruleorder: derm7pt_split > split

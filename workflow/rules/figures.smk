@@ -25,8 +25,8 @@ rule table_figures:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion table-figures --table {wildcards.table} --metrics {input} {params.options} "
-        "--confusion {output.confusion} --curves {output.curves} > {log} 2>&1"
+        "patchlesion table-figures --table {wildcards.table} --metrics {input:q} {params.options} "
+        "--confusion {output.confusion:q} --curves {output.curves:q} > {log:q} 2>&1"
 
 
 rule figure4:
@@ -50,8 +50,8 @@ rule figure4:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion figure4 --index {input.index} --split {input.split} --model {input.model} "
-        "{params.options} --out {output.png} > {log} 2>&1"
+        "patchlesion figure4 --index {input.index:q} --split {input.split:q} --model {input.model:q} "
+        "{params.options} --out {output.png:q} > {log:q} 2>&1"
 
 
 rule figure5:
@@ -72,7 +72,7 @@ rule figure5:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion figure5 --metrics {input} --out {output.png} --csv {output.csv} > {log} 2>&1"
+        "patchlesion figure5 --metrics {input:q} --out {output.png:q} --csv {output.csv:q} > {log:q} 2>&1"
 
 
 rule report_md:
@@ -91,5 +91,5 @@ rule report_md:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion report --dataset {params.dataset} --preset {params.preset} --results results "
-        "{params.options} --out {output} > {log} 2>&1"
+        "patchlesion report --dataset {params.dataset:q} --preset {params.preset:q} --results results "
+        "{params.options} --out {output:q} > {log:q} 2>&1"

@@ -15,8 +15,8 @@ rule synthesize_test:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion synthesize --out {output} --n-images {params.n_images} "
-        "--image-size {params.size} --seed {params.seed} > {log} 2>&1"
+        "patchlesion synthesize --out {output:q} --n-images {params.n_images:q} "
+        "--image-size {params.size} --seed {params.seed:q} > {log:q} 2>&1"
 
 
 rule official_test:
@@ -43,9 +43,9 @@ rule official_test:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion official-test --index {input.index} --run {wildcards.run} --folds {params.folds} "
-        "--models {input.models} --out-dir {params.out_dir} --cache {params.cache} --threads {threads} "
-        "{params.settings} > {log} 2>&1"
+        "patchlesion official-test --index {input.index:q} --run {wildcards.run} --folds {params.folds} "
+        "--models {input.models:q} --out-dir {params.out_dir:q} --cache {params.cache:q} --threads {threads} "
+        "{params.settings} > {log:q} 2>&1"
 
 
 rule official_test_table:
@@ -74,5 +74,5 @@ rule official_test_table:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion official-table --metrics {input.official} --heldout-metrics {input.heldout} {params.options} --csv {output.csv} "
-        "--markdown {output.markdown} --latex {output.latex} > {log} 2>&1"
+        "patchlesion official-table --metrics {input.official:q} --heldout-metrics {input.heldout:q} {params.options} "
+        "--csv {output.csv:q} --markdown {output.markdown:q} --latex {output.latex:q} > {log:q} 2>&1"

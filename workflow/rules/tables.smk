@@ -22,8 +22,8 @@ rule table:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion table --table {wildcards.table} --metrics {input} {params.options} "
-        "--csv {output.csv} --markdown {output.markdown} --latex {output.latex} > {log} 2>&1"
+        "patchlesion table --table {wildcards.table} --metrics {input:q} {params.options} "
+        "--csv {output.csv:q} --markdown {output.markdown:q} --latex {output.latex:q} > {log:q} 2>&1"
 
 
 rule claims:
@@ -45,4 +45,4 @@ rule claims:
         "../../envs/patchlesion.yaml"
     shell:
         "patchlesion claims --dataset {wildcards.dataset} {params.options} "
-        "--csv {output.csv} --markdown {output.markdown} > {log} 2>&1"
+        "--csv {output.csv:q} --markdown {output.markdown:q} > {log:q} 2>&1"

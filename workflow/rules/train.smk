@@ -25,9 +25,9 @@ rule train:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion train --index {input.index} --split {input.split} --fold {wildcards.fold} "
-        "--run {wildcards.run} --out-dir {params.out_dir} --checkpoint {params.checkpoint} --cache {params.cache} "
-        "--threads {threads} {params.settings} > {log} 2>&1"
+        "patchlesion train --index {input.index:q} --split {input.split:q} --fold {wildcards.fold} "
+        "--run {wildcards.run} --out-dir {params.out_dir:q} --checkpoint {params.checkpoint:q} --cache {params.cache:q} "
+        "--threads {threads} {params.settings} > {log:q} 2>&1"
 
 
 rule evaluate:
@@ -52,6 +52,6 @@ rule evaluate:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion evaluate --index {input.index} --split {input.split} --fold {wildcards.fold} "
-        "--run {wildcards.run} --model {input.model} --predictions {output.predictions} "
-        "--metrics {output.metrics} --cache {params.cache} --threads {threads} {params.settings} > {log} 2>&1"
+        "patchlesion evaluate --index {input.index:q} --split {input.split:q} --fold {wildcards.fold} "
+        "--run {wildcards.run} --model {input.model:q} --predictions {output.predictions:q} "
+        "--metrics {output.metrics:q} --cache {params.cache:q} --threads {threads} {params.settings} > {log:q} 2>&1"

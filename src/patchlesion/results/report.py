@@ -20,6 +20,11 @@ SKIPPED: dict[str, str] = {
         "`--config derm7pt_dir=/path/to/release_v0` (converted as docs/data.md §8.2 describes: dermoscopic images only, "
         "diagnoses mapped to the HAM10000 classes, resized to 600×450)."
     ),
+    "official_test": (
+        "**Official test set (ISIC 2018 Task 3)**: not scored (`official_test: false`, or no Table II). No table "
+        "needs it; to add it later run again with `--config official_test=true`: the test set is downloaded once "
+        "(or set `isic2018_test_dir`, docs/data.md §8.4) and only the official-test jobs run, on the trained models."
+    ),
 }
 
 _TABLE_ORDER = ("II", "III", "IV", "V", "VI")
@@ -77,7 +82,7 @@ def write_report(
             pdf = png.with_suffix(".pdf")
             lines += [f"### Fig. {number}: {text}", "", f"![Fig. {number}]({_rel(png, out)})", "", f"PDF: [{pdf.name}]({_rel(pdf, out)})", ""]
     lines += machines_section([base, *(results / other for other in sorted(set(table_datasets.values())))])
-    produced = {md.stem.removeprefix("table_") for md in tables}
+    produced = {md.stem.removeprefix("table_") for md in tables} | ({"official_test"} if official.exists() else set())
     skipped = [why for name, why in SKIPPED.items() if name not in produced]
     lines += ["## Skipped", ""]
     lines += [f"- {why}" for why in skipped] or ["Nothing."]

@@ -48,7 +48,7 @@ MANUAL_ISIC2018_TEST = (
     "To get the ISIC 2018 Task 3 test set by hand: download the test images zip and the test ground-truth "
     "table from https://doi.org/10.7910/DVN/DBW86T (or https://challenge.isic-archive.com/data/#2018), and run "
     "`patchlesion download-isic2018-test --from-files IMAGES.zip GROUND_TRUTH --out DIR`, then "
-    "--config isic2018_test_dir=DIR."
+    "--config isic2018_test_dir=DIR. The paper's tables do not need it: --config official_test=false leaves it out."
 )
 METADATA_FILENAME = "HAM10000_metadata.csv"
 #: Share of ground-truth images that may be absent from the image archive (ISIC_0035068 is in the
