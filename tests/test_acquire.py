@@ -236,8 +236,13 @@ def test_unpinned_isic_download_stops_at_the_size_limit(server, ham, tmp_path, c
     assert "ISIC2018_Task3_Training_Input.zip.partial removed" in error and "raise config key download: max_file_gib (now 1e-05" in error
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["ISIC2018_Task3_Training_GroundTruth.zip", "ISIC2018_Task3_Training_LesionGroupings.csv"]
     assert not (tmp_path / "h").exists()
-    assert main(args + (["--max-file-gib", "0"] if via == "option" else ["--settings", json.dumps({**block, "max_file_gib": 0})])) == 2
-    assert "error: config key 'download/max_file_gib' (--max-file-gib): 0" in capsys.readouterr().err
+    if via == "option":  # the command line's own check: one argparse error line, exit status 2
+        with pytest.raises(SystemExit) as stop:
+            main([*args, "--max-file-gib", "0"])
+        assert stop.value.code == 2 and "argument --max-file-gib: must be above 0, got 0" in capsys.readouterr().err
+    else:
+        assert main([*args, "--settings", json.dumps({**block, "max_file_gib": 0})]) == 2
+        assert "error: config key 'download/max_file_gib' (--max-file-gib): 0" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------------------

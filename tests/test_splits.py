@@ -176,6 +176,20 @@ def test_check_split_detects_lesion_leak(meta, strat0):
     assert str(sorted([old, new])) in msg
 
 
+def test_a_split_that_lists_the_test_images_again_as_validation_part_passes_only_with_once_false(small):
+    # derm7pt's split: no validation set, so its test images (part 0) are listed again as part 1
+    # (docs/data.md §8.2); a training job reads it with once=False.
+    good = stratified_split(small, seed=0)
+    test = good[good["part"] == 0]
+    derm7pt_like = pd.concat([good[good["part"] != 1], test.assign(part=1)], ignore_index=True)
+    meta = small[small["image_id"].isin(derm7pt_like["image_id"])]
+    with pytest.raises(SplitError, match="more than once"):
+        check_split(meta, derm7pt_like)
+    check_split(meta, derm7pt_like, once=False)  # part 0 is not "empty" although part 1 repeats its images
+    with pytest.raises(SplitError, match=r"more than once.*IMG_"):  # twice in one part is wrong either way
+        check_split(meta, pd.concat([derm7pt_like, test.iloc[[0]]], ignore_index=True), once=False)
+
+
 def test_check_split_detects_bad_images_and_parts(small):
     good = stratified_split(small, seed=0)
     check_split(small, good)

@@ -162,8 +162,11 @@ def published_split(meta: pd.DataFrame) -> pd.DataFrame:
     return split
 
 
-def check_split(meta: pd.DataFrame, split: pd.DataFrame, n_parts: int = N_PARTS) -> None:
-    """Raise SplitError unless split assigns every image of meta to exactly one part and no lesion spans two parts."""
+def check_split(meta: pd.DataFrame, split: pd.DataFrame, n_parts: int = N_PARTS, once: bool = True) -> None:
+    """Raise SplitError unless split assigns every image of meta to exactly one part and no lesion spans two parts.
+
+    ``once=False`` accepts an image listed in two parts: derm7pt's split lists its test images again as
+    the validation part, since derm7pt has no validation set (docs/data.md §8.2)."""
     m = _validated_meta(meta)
     missing_cols = [c for c in ("image_id", "part") if c not in split.columns]
     if missing_cols:
@@ -171,7 +174,7 @@ def check_split(meta: pd.DataFrame, split: pd.DataFrame, n_parts: int = N_PARTS)
             f"split lacks column(s) {', '.join(missing_cols)}; a split has columns image_id and part"
         )
     ids = split["image_id"].astype(str)
-    dup = ids[ids.duplicated()].unique()
+    dup = ids[ids.duplicated()].unique() if once else ids[(split[["image_id", "part"]].astype(str)).duplicated()].unique()
     if len(dup):
         raise SplitError(f"split lists {len(dup)} image id(s) more than once: {_few(dup)}")
     meta_ids, split_ids = set(m["image_id"]), set(ids)
@@ -195,7 +198,7 @@ def check_split(meta: pd.DataFrame, split: pd.DataFrame, n_parts: int = N_PARTS)
             f"split has {int(bad.sum())} image(s) with a part outside the integers 0..{n_parts - 1}: {_few(rows)}"
         )
     part_of = dict(zip(ids, parts.astype(int)))
-    empty = sorted(set(range(n_parts)) - set(part_of.values()))
+    empty = sorted(set(range(n_parts)) - set(parts.astype(int)))
     if empty:
         raise SplitError(f"split has no images in part(s) {_few(empty)}; every part 0..{n_parts - 1} needs images")
     lesion_parts = m.assign(part=m["image_id"].map(part_of)).groupby("lesion_id")["part"].unique()
