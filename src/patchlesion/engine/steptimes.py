@@ -166,8 +166,9 @@ def _time_loading(settings: TrainSettings, device: torch.device) -> float:
 
 def startup_seconds(backbone: str, kind: str, device: str, threads: int | None = None) -> float:
     """Wall seconds of a ``python`` process that starts as a ``kind`` job (train or evaluate) does:
-    imports the command, builds ``backbone``'s model on ``device`` ... (:func:`startup_probe`)."""
-    code = f"from patchlesion.engine.steptimes import startup_probe; startup_probe({backbone!r}, {kind!r}, {device!r}, {threads!r})"
+    imports the command, then :func:`startup_probe` (the model of ``backbone`` on ``device`` ...)."""
+    # the process imports the command first, as a job's does (python -m patchlesion.cli)
+    code = f"import patchlesion.cli; from patchlesion.engine.steptimes import startup_probe; startup_probe({backbone!r}, {kind!r}, {device!r}, {threads!r})"
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
@@ -177,11 +178,11 @@ def startup_seconds(backbone: str, kind: str, device: str, threads: int | None =
 
 
 def startup_probe(backbone: str, kind: str, device: str, threads: int | None = None) -> None:
-    """What a ``kind`` job does before its first step, without the data: the command's imports, the
-    model on the device, its weights written and read back (the model files), and for training the
-    Adam optimizer, whose first construction imports ``torch._dynamo`` (seconds)."""
-    import patchlesion.cli  # noqa: F401  the command's own imports
-    import patchlesion.engine.evaluate  # noqa: F401
+    """What a ``kind`` job does before its first step, without the data (after importing the command,
+    :func:`startup_seconds`): the engine's imports, the model on the device, its weights written and
+    read back (the model files), and for training the Adam optimizer, whose first construction
+    imports ``torch._dynamo`` (seconds)."""
+    import patchlesion.engine.evaluate
     import patchlesion.engine.training  # noqa: F401
 
     if threads:
