@@ -3,6 +3,7 @@ official-test time against what the `benchmark:` files of a demo run on the same
 
     python benchmarks/cost_check.py results/synthetic                 # plans the demo, then compares
     python benchmarks/cost_check.py results/synthetic --plan results/synthetic/cost.csv
+    python benchmarks/cost_check.py results/synthetic --plan results/synthetic/cost.csv --tables II   # a partial run
 
 RESULTS is the demo's dataset folder (`results/synthetic` after `snakemake --config preset=demo`),
 whose `benchmarks/{train,evaluate,official_test}/` hold each job's wall seconds (column `s`).
@@ -57,10 +58,13 @@ def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, help="the demo's dataset results folder, e.g. results/synthetic")
     parser.add_argument("--plan", type=Path, default=None, help="cost.csv of the demo (default: plan it now)")
+    parser.add_argument("--tables", nargs="+", default=None, help="compare only these tables' jobs (a partial demo run)")
     args = parser.parse_args(argv)
     print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="patchlesion-cost-check-") as scratch:
-        plan = pd.read_csv(args.plan or plan_demo(Path(scratch)), dtype={"folds": str})
+        plan = pd.read_csv(args.plan or plan_demo(Path(scratch)), dtype={"folds": str, "table": str})
+    if args.tables:
+        plan = plan[plan["table"].isin(args.tables)]
     print(f"load average after planning: {os.getloadavg()[0]:.2f}")
     plan["recorded"] = [recorded_seconds(args.results / "benchmarks", r.kind, r.run, r.folds) for r in plan.itertuples()]
     plan["ratio"] = plan["seconds"] / plan["recorded"]

@@ -99,7 +99,7 @@ class StepTimes:
     eval_batch: dict[tuple, float]  # evaluation_shape -> one evaluation batch
     startup: dict[tuple[str, str], float]  # (backbone, "train" or "evaluate") -> process start to a built model
     load_per_image: float = 0.0  # holding one training image resident on the device
-    steps: dict[tuple, int] = field(default_factory=dict)  # shape -> timed steps or batches
+    steps: dict[tuple, int] = field(default_factory=dict)  # shape (+ "checkpoint") -> timed steps, batches or writes
 
 
 @dataclass(frozen=True)

@@ -117,17 +117,15 @@ def _test_sets(grid: Grid, indexes: dict[str, pd.DataFrame]) -> dict[str, int]:
 
 
 def _device_text(settings: TrainSettings, threads: int | None) -> str:
-    import platform
-
     import torch
 
     from patchlesion.engine.accel import Acceleration, resolve_device
+    from patchlesion.provenance import device_info
 
     device = resolve_device(settings.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     precision = Acceleration.from_settings(settings, device).describe()["precision"]
     thread_text = f", {threads or torch.get_num_threads()} thread(s) per job" if device.type == "cpu" else ""
-    return f"{device} ({name}){thread_text}, {precision}, torch {torch.__version__}"
+    return f"{device} ({device_info(device)['device_name']}){thread_text}, {precision}, torch {torch.__version__}"
 
 
 def _shapes(times: StepTimes, specs: list[RunSpec], settings: TrainSettings) -> pd.DataFrame:
@@ -139,7 +137,8 @@ def _shapes(times: StepTimes, specs: list[RunSpec], settings: TrainSettings) -> 
         if train in times.train_step and not any(r["key"] == train for r in rows):
             rows.append({"key": train, "shape": name, "what": "training step", "images": train[-1],
                          "seconds": times.train_step[train], "timed": times.steps.get(train, "")})  # fmt: skip
-            rows.append({"key": train, "shape": name, "what": "checkpoint write", "images": "", "seconds": times.checkpoint[train], "timed": 1})
+            rows.append({"key": train, "shape": name, "what": "checkpoint write", "images": "", "seconds": times.checkpoint[train],
+                         "timed": times.steps.get((*train, "checkpoint"), "")})  # fmt: skip
         rows.append({"key": evaluate, "shape": name, "what": "evaluation batch", "images": evaluation_batch_images(spec.n_crops),
                      "seconds": times.eval_batch[evaluate], "timed": times.steps.get(evaluate, "")})  # fmt: skip
     rows += [{"key": k, "shape": k[0], "what": f"{k[1]} job start-up", "images": "", "seconds": s, "timed": 1} for k, s in times.startup.items()]

@@ -57,6 +57,8 @@ TARGET_SECONDS = 2.0
 MAX_STEPS = 30
 #: Full-size warm-up steps on CUDA (the CPU warms up on one image, see the module's docstring).
 CUDA_WARM_UP = 3
+#: Timed checkpoint writes per training shape (the median is used: one write can hit a busy disk).
+CHECKPOINT_WRITES = 3
 #: Images whose resident copy is timed for the per-image loading time.
 LOAD_SAMPLE = 32
 
@@ -72,8 +74,9 @@ def measure(specs: list[RunSpec], settings: TrainSettings, steps: int | None = N
             model = build_model(spec, len(CLASSES)).to(device)
             train = training_shape(spec, settings)
             if train not in times.train_step:
-                times.train_step[train], times.checkpoint[train], times.steps[train] = _time_training(
-                    spec, settings, model, device, steps, Path(scratch) / "resume.pt"
+                checkpoint = Path(scratch) / "resume.pt"
+                times.train_step[train], times.steps[train], times.checkpoint[train], times.steps[(*train, "checkpoint")] = _time_training(
+                    spec, settings, model, device, steps, checkpoint
                 )
             times.eval_batch[shape], times.steps[shape] = _time_evaluation(spec, settings, model, device, steps)
             log.info("%s: training %.4g s/step (batch %d, median of %d), evaluation %.4g s/batch (%d images, median of %d)",
@@ -115,8 +118,8 @@ def _timed(step, device: torch.device, warm_up, steps: int | None) -> tuple[floa
 
 def _time_training(
     spec: RunSpec, settings: TrainSettings, model: torch.nn.Module, device: torch.device, steps: int | None, checkpoint: Path
-) -> tuple[float, float, int]:
-    """(seconds per optimizer step, seconds per checkpoint write, timed steps) of one training shape."""
+) -> tuple[float, int, float, int]:
+    """(seconds per optimizer step, timed steps, seconds per checkpoint write, timed writes) of one training shape."""
     strategy = get_strategy(spec.strategy)
     batch = settings.images_per_batch(strategy.plain)
     accel = Acceleration.from_settings(settings, device)
@@ -139,10 +142,13 @@ def _time_training(
     seconds, count = _timed(lambda: run(batch), device, warm_up, steps)
     best = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
     stateful = {"model": model, "optimizer": stand_in.optimizer}
-    started = time.perf_counter()
-    save_checkpoint(checkpoint, training_state(settings_hash="cost", epoch=1, stateful=stateful, generator=generator, history=[],
-                                               best=0.0, best_model=best))  # fmt: skip
-    return seconds, time.perf_counter() - started, count
+
+    def write() -> None:
+        save_checkpoint(checkpoint, training_state(settings_hash="cost", epoch=1, stateful=stateful, generator=generator, history=[],
+                                                   best=0.0, best_model=best))  # fmt: skip
+
+    written, writes = _timed(write, device, lambda: None, CHECKPOINT_WRITES)
+    return seconds, count, written, writes
 
 
 def _time_evaluation(spec: RunSpec, settings: TrainSettings, model: torch.nn.Module, device: torch.device, steps: int | None) -> tuple[float, int]:
