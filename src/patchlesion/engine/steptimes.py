@@ -12,7 +12,8 @@ A job's fixed start-up (interpreter, imports, model build, model file) is the wa
 
 Warm-up before timing: on CUDA three full steps (lazy initialisation, cuDNN, the caching
 allocator); on the CPU, whose first full step is not slower, one step of one image, which touches
-the lazy initialisation at a fraction of the cost. Each time is the median of the timed steps
+the lazy initialisation at a fraction of the cost (one full step with ``compile``, which compiles
+again for another batch size). Each time is the median of the timed steps
 (robust to a busy machine); by default as many steps as fit in about :data:`TARGET_SECONDS`, at
 least one and at most :data:`MAX_STEPS`.
 """
@@ -74,9 +75,8 @@ def measure(specs: list[RunSpec], settings: TrainSettings, steps: int | None = N
             model = build_model(spec, len(CLASSES)).to(device)
             train = training_shape(spec, settings)
             if train not in times.train_step:
-                checkpoint = Path(scratch) / "resume.pt"
                 times.train_step[train], times.steps[train], times.checkpoint[train], times.steps[(*train, "checkpoint")] = _time_training(
-                    spec, settings, model, device, steps, checkpoint
+                    spec, settings, model, device, steps, Path(scratch) / "resume.pt"
                 )
             times.eval_batch[shape], times.steps[shape] = _time_evaluation(spec, settings, model, device, steps)
             log.info("%s: training %.4g s/step (batch %d, median of %d), evaluation %.4g s/batch (%d images, median of %d)",
@@ -138,8 +138,9 @@ def _time_training(
         for idx, crops in inputs.iterate(torch.arange(size), size, generator):
             train_step(stand_in, idx, crops).item()  # .item(), as the training loop's loss sum
 
-    warm_up = (lambda: [run(batch) for _ in range(CUDA_WARM_UP)]) if device.type == "cuda" else (lambda: run(1))
-    seconds, count = _timed(lambda: run(batch), device, warm_up, steps)
+    full = device.type == "cuda" or settings.compile  # torch.compile compiles again for another batch size
+    size, repeats = (batch, CUDA_WARM_UP if device.type == "cuda" else 1) if full else (1, 1)
+    seconds, count = _timed(lambda: run(batch), device, lambda: [run(size) for _ in range(repeats)], steps)
     best = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
     stateful = {"model": model, "optimizer": stand_in.optimizer}
 
