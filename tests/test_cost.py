@@ -158,13 +158,28 @@ def test_step_times_are_measured_through_the_jobs_code_on_the_cpu(monkeypatch):
 
     monkeypatch.setattr(steptimes, "startup_seconds", lambda backbone, kind, device, threads=None: 1.5)
     settings = TrainSettings(batch_size=3, plain_batch_size=4, image_size=(40, 32), crop_size=16, device="cpu")
-    times = steptimes.measure([RunSpec.from_name(name) for name in (A, B, C)], settings, steps=2)
+    # one thread per shape: on a machine with several cores, the shapes are timed side by side in other processes
+    times = steptimes.measure([RunSpec.from_name(name) for name in (A, B, C)], settings, steps=2, threads=1)
     # A and C share their training and evaluation shapes: two of each, two timed steps each
     assert set(times.train_step) == {("tiny", "multi_crop", 1, "mean", "none", 4), ("tiny", "ordered", 9, "mean", "initial", 3)}
     assert len(times.eval_batch) == 2 and {times.steps[shape] for shape in [*times.train_step, *times.eval_batch]} == {2}
     assert {times.steps[(*shape, "checkpoint")] for shape in times.train_step} == {3}  # the median of three writes
     assert all(t > 0 for t in [*times.train_step.values(), *times.checkpoint.values(), *times.eval_batch.values(), times.load_per_image])
     assert times.startup == {("tiny", "train"): 1.5, ("tiny", "evaluate"): 1.5}
+
+
+def test_shapes_are_timed_side_by_side_one_per_threads_cores_on_the_cpu_only():
+    import os
+
+    import torch
+
+    from patchlesion.engine.steptimes import side_by_side
+
+    cores = len(os.sched_getaffinity(0))
+    assert side_by_side(torch.device("cpu"), 1) == cores
+    assert side_by_side(torch.device("cpu"), 2) == max(1, cores // 2)
+    assert side_by_side(torch.device("cpu"), None) == 1  # PyTorch's default: every core for one shape
+    assert side_by_side(torch.device("cuda"), 1) == 1
 
 
 def test_startup_probe_is_a_real_process():

@@ -8,7 +8,10 @@ batches through :func:`patchlesion.engine.inference.predict_probabilities`, the 
 through :func:`patchlesion.engine.checkpoint.save_checkpoint`. The images are random uint8 rows of
 the configured size held as the decoded cache holds them (step times do not depend on the pixels).
 A job's fixed start-up (interpreter, imports, model build, model file) is the wall time of a
-``python`` subprocess that does just that.
+``python`` subprocess that does just that. On the CPU, the shapes are timed side by side, one
+process per ``threads`` cores: a CPU machine runs its jobs that way (one per core at the workflow's
+one thread), so the times include their contention for memory, and the plan of a large grid takes a
+fraction of the time.
 
 Warm-up before timing: on CUDA three full steps (lazy initialisation, cuDNN, the caching
 allocator); on the CPU, whose first full step is not slower, one step of one image, which touches
@@ -22,11 +25,14 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -37,7 +43,7 @@ from patchlesion.data.cache import CachedImages
 from patchlesion.engine.accel import Acceleration, resolve_device
 from patchlesion.engine.batches import TrainingInput
 from patchlesion.engine.checkpoint import save_checkpoint, training_state
-from patchlesion.engine.cost import StepTimes, distinct_shapes, training_shape
+from patchlesion.engine.cost import StepTimes, distinct_shapes, evaluation_shape, training_shape
 from patchlesion.engine.inference import evaluation_batch_images, load_state, predict_probabilities, save_state
 from patchlesion.engine.settings import TrainSettings
 from patchlesion.engine.training import train_step
@@ -48,7 +54,7 @@ from patchlesion.method.model import build_model
 from patchlesion.method.runs import RunSpec
 from patchlesion.method.strategies import get_strategy
 
-__all__ = ["MAX_STEPS", "TARGET_SECONDS", "measure", "startup_probe", "startup_seconds"]
+__all__ = ["MAX_STEPS", "TARGET_SECONDS", "measure", "side_by_side", "startup_probe", "startup_seconds"]
 
 log = logging.getLogger("patchlesion")
 
@@ -66,29 +72,59 @@ LOAD_SAMPLE = 32
 
 def measure(specs: list[RunSpec], settings: TrainSettings, steps: int | None = None, threads: int | None = None) -> StepTimes:
     """Time every distinct training and evaluation shape of ``specs`` on ``settings.device``;
-    ``steps``: timed steps (and evaluation batches) per shape, None for the default."""
+    ``steps``: timed steps (and evaluation batches) per shape, None for the default; ``threads``:
+    CPU threads per job. On the CPU the shapes are timed side by side, one process per ``threads``
+    cores (:func:`side_by_side`), as a CPU machine runs its jobs."""
     device = resolve_device(settings.device)
     times = StepTimes({}, {}, {}, {})
-    with tempfile.TemporaryDirectory(prefix="patchlesion-cost-") as scratch:
-        for shape, spec in distinct_shapes(specs).items():
-            torch.manual_seed(0)
-            model = build_model(spec, len(CLASSES)).to(device)
-            train = training_shape(spec, settings)
-            if train not in times.train_step:
-                times.train_step[train], times.steps[train], times.checkpoint[train], times.steps[(*train, "checkpoint")] = _time_training(
-                    spec, settings, model, device, steps, Path(scratch) / "resume.pt"
-                )
-            times.eval_batch[shape], times.steps[shape] = _time_evaluation(spec, settings, model, device, steps)
-            log.info("%s: training %.4g s/step (batch %d, median of %d), evaluation %.4g s/batch (%d images, median of %d)",
-                     "-".join(map(str, shape)), times.train_step[train], train[-1], times.steps[train], times.eval_batch[shape],
-                     evaluation_batch_images(spec.n_crops), times.steps[shape])  # fmt: skip
-            del model
-        times.load_per_image = _time_loading(settings, device)
+    shapes, seen = [], set()
+    for spec in distinct_shapes(specs).values():
+        train = training_shape(spec, settings)
+        shapes.append((spec, train not in seen))  # each training shape is timed with its first evaluation shape
+        seen.add(train)
+    workers = side_by_side(device, threads)
+    arguments = [(spec, with_training, settings, steps, threads) for spec, with_training in shapes]
+    if workers > 1:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or CUDA state inherited
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            results = list(pool.map(_time_shape, *zip(*arguments)))
+    else:
+        results = [_time_shape(*a) for a in arguments]
+    for (spec, _), result in zip(shapes, results):
+        shape, train = evaluation_shape(spec), training_shape(spec, settings)
+        if result["train"] is not None:
+            times.train_step[train], times.steps[train], times.checkpoint[train], times.steps[(*train, "checkpoint")] = result["train"]
+        times.eval_batch[shape], times.steps[shape] = result["evaluation"]
+        log.info("%s: training %.4g s/step (batch %d, median of %d), evaluation %.4g s/batch (%d images, median of %d)",
+                 "-".join(map(str, shape)), times.train_step[train], train[-1], times.steps[train], times.eval_batch[shape],
+                 evaluation_batch_images(spec.n_crops), times.steps[shape])  # fmt: skip
+    times.load_per_image = _time_loading(settings, device)
     for backbone in dict.fromkeys(spec.backbone for spec in specs):
         for kind in ("train", "evaluate"):
             times.startup[backbone, kind] = startup_seconds(backbone, kind, str(device), threads)
             log.info("%s: %s job start-up %.2f s (process, imports, model build, model file)", backbone, kind, times.startup[backbone, kind])
     return times
+
+
+def side_by_side(device: torch.device, threads: int | None) -> int:
+    """Shapes timed at once: on the CPU, one per ``threads`` cores of this process (1 when the
+    thread count is PyTorch's default, all cores); one on an accelerator."""
+    if device.type != "cpu" or not threads:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // threads)
+
+
+def _time_shape(spec: RunSpec, with_training: bool, settings: TrainSettings, steps: int | None, threads: int | None) -> dict:
+    """The times of one evaluation shape and, with ``with_training``, of its training shape."""
+    if threads:
+        torch.set_num_threads(threads)
+    device = resolve_device(settings.device)
+    torch.manual_seed(0)
+    model = build_model(spec, len(CLASSES)).to(device)
+    with tempfile.TemporaryDirectory(prefix="patchlesion-cost-") as scratch:
+        train = _time_training(spec, settings, model, device, steps, Path(scratch) / "resume.pt") if with_training else None
+    return {"train": train, "evaluation": _time_evaluation(spec, settings, model, device, steps)}
 
 
 def _sync(device: torch.device) -> None:
