@@ -23,6 +23,7 @@ least one and at most :data:`MAX_STEPS`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import multiprocessing
@@ -82,22 +83,22 @@ def measure(specs: list[RunSpec], settings: TrainSettings, steps: int | None = N
         train = training_shape(spec, settings)
         shapes.append((spec, train not in seen))  # each training shape is timed with its first evaluation shape
         seen.add(train)
-    workers = side_by_side(device, threads)
     arguments = [(spec, with_training, settings, steps, threads) for spec, with_training in shapes]
-    if workers > 1:
-        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or CUDA state inherited
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            results = list(pool.map(_time_shape, *zip(*arguments)))
-    else:
-        results = [_time_shape(*a) for a in arguments]
-    for (spec, _), result in zip(shapes, results):
-        shape, train = evaluation_shape(spec), training_shape(spec, settings)
-        if result["train"] is not None:
-            times.train_step[train], times.steps[train], times.checkpoint[train], times.steps[(*train, "checkpoint")] = result["train"]
-        times.eval_batch[shape], times.steps[shape] = result["evaluation"]
-        log.info("%s: training %.4g s/step (batch %d, median of %d), evaluation %.4g s/batch (%d images, median of %d)",
-                 "-".join(map(str, shape)), times.train_step[train], train[-1], times.steps[train], times.eval_batch[shape],
-                 evaluation_batch_images(spec.n_crops), times.steps[shape])  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        workers = side_by_side(device, threads)
+        if workers > 1:  # a fresh interpreter per worker: no threads or CUDA state inherited
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
+            results = pool.map(_time_shape, *zip(*arguments))
+        else:
+            results = (_time_shape(*a) for a in arguments)
+        for (spec, _), result in zip(shapes, results):  # in order, each as soon as it is measured
+            shape, train = evaluation_shape(spec), training_shape(spec, settings)
+            if result["train"] is not None:
+                times.train_step[train], times.steps[train], times.checkpoint[train], times.steps[(*train, "checkpoint")] = result["train"]
+            times.eval_batch[shape], times.steps[shape] = result["evaluation"]
+            log.info("%s: training %.4g s/step (batch %d, median of %d), evaluation %.4g s/batch (%d images, median of %d)",
+                     "-".join(map(str, shape)), times.train_step[train], train[-1], times.steps[train], times.eval_batch[shape],
+                     evaluation_batch_images(spec.n_crops), times.steps[shape])  # fmt: skip
     times.load_per_image = _time_loading(settings, device)
     for backbone in dict.fromkeys(spec.backbone for spec in specs):
         for kind in ("train", "evaluate"):
