@@ -10,8 +10,7 @@ the configured size held as the decoded cache holds them (step times do not depe
 A job's fixed start-up (interpreter, imports, model build, model file) is the wall time of a
 ``python`` subprocess that does just that. On the CPU, the shapes are timed side by side, one
 process per ``threads`` cores: a CPU machine runs its jobs that way (one per core at the workflow's
-one thread), so the times include their contention for memory, and the plan of a large grid takes a
-fraction of the time.
+one thread), so the times include their contention for memory.
 
 Warm-up before timing: on CUDA three full steps (lazy initialisation, cuDNN, the caching
 allocator); on the CPU, whose first full step is not slower, one step of one image, which touches
