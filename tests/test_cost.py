@@ -233,7 +233,10 @@ def test_cost_command_writes_the_plan_and_ends_with_the_grid_line(tiny_data, cap
         ({"--split": None}, "Table II trains on 'data': give --index data PATH and --split data PATH"),
     ],
 )
-def test_cost_command_rejects_bad_input_in_one_line(tiny_data, capsys, change, message):
+def test_cost_command_rejects_bad_input_in_one_line(tiny_data, capsys, monkeypatch, change, message):
+    from patchlesion.engine import costplan
+
+    monkeypatch.setattr(costplan, "_measure", lambda *args: pytest.fail("bad input must be rejected before anything is timed"))
     grid = Grid((GridTable("II", "data", (1,), (A,)),))
     options = {"--grid": grid.to_json(), "--index": ["data", str(tiny_data / "index.csv")], "--split": ["data", str(tiny_data / "split.csv")],
                "--steps": "1", "--devices": "1", "--device": "cpu"}  # fmt: skip

@@ -66,7 +66,8 @@ def plan_cost(
     specs = [RunSpec.from_name(run) for run in grid.runs()]
     for spec in specs:
         spec.check_registries()
-    model = CostModel(settings, times or _measure(specs, settings, steps, threads), _folds(grid, indexes, splits), _test_sets(grid, indexes))
+    folds, test_sets = _folds(grid, indexes, splits), _test_sets(grid, indexes)  # a missing file is said before minutes of timing
+    model = CostModel(settings, times or _measure(specs, settings, steps, threads), folds, test_sets)
     jobs = model.jobs(grid)
     summary = summarise(jobs, projection)
     lines = [
