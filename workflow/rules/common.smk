@@ -1,5 +1,5 @@
-# All Python of the workflow, in five sections: configuration and validation; datasets; runs, tables
-# and figures; the official test set; the final outputs (and the wildcard constraints).
+# All Python of the workflow, in six sections: configuration and validation; datasets; runs, tables
+# and figures; the official test set; the cost plan; the final outputs (and the wildcard constraints).
 import copy
 import csv
 import difflib
@@ -14,6 +14,7 @@ from jsonschema.exceptions import best_match
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
+from patchlesion.engine.grid import Grid, GridTable, OfficialTest
 from patchlesion.engine.settings import TrainSettings, per_backbone
 from patchlesion.errors import PatchlesionError
 from patchlesion.method.runs import RunSpec
@@ -484,6 +485,44 @@ def official_test_options(wildcards):
     return " ".join(
         [f"--title {shlex.quote(title)}"] + [f"--label {name} {shlex.quote(label)}" for name, label in table_rows(OFFICIAL_TEST_TABLE)]
     )
+
+
+# ==================================================================================================
+# The cost plan: the jobs planned above, priced on this machine (docs/performance.md §8)
+# ==================================================================================================
+
+
+def cost_grid():
+    """The jobs of the tables and figures that `snakemake` builds, as patchlesion.engine.grid.Grid:
+    each table's runs and folds, Fig. 4's model, Fig. 5's runs and the official-test jobs."""
+    tables = [GridTable(t, d, tuple(dataset_folds(d)), tuple(table_runs(t))) for d, t in built_tables()]
+    if "fig4" in FIGURES:
+        tables.append(GridTable("fig4", DATASET, (FIGURES["fig4"].get("fold", 1),), (figure4_run(),), evaluate=False))
+    if "fig5" in FIGURES:
+        tables.append(GridTable("fig5", DATASET, tuple(dataset_folds(DATASET)), tuple(name for name, _, _ in figure5_runs())))
+    official = OfficialTest(OFFICIAL_TEST_TABLE, official_test_set(DATASET)) if official_test_outputs() else None
+    return Grid(tuple(tables), official)
+
+
+def cost_inputs(wildcards):
+    """index.csv and split.csv of every dataset the grid trains on, index.csv of its official test set."""
+    grid = cost_grid()
+    trained = dict.fromkeys(table.dataset for table in grid.tables)
+    inputs = {f"index_{d}": f"results/{d}/index.csv" for d in trained} | {f"split_{d}": f"results/{d}/split.csv" for d in trained}
+    if grid.official_test:
+        inputs[f"index_{grid.official_test.test_set}"] = f"results/{grid.official_test.test_set}/index.csv"
+    return inputs
+
+
+def cost_options(wildcards, input):
+    """The options of `patchlesion cost`: the grid, each dataset's files, the job settings and the config's cost block."""
+    files = " ".join(f"--{key.split('_', 1)[0]} {key.split('_', 1)[1]} {path}" for key, path in input.items())
+    cost = config["cost"]
+    options = [f"--grid {shlex.quote(cost_grid().to_json())}", files, run_settings(all_runs()[0]).command_line("train")]
+    options += [f"--devices {cost['devices']}", f"--jobs-per-device {cost['jobs_per_device']}"]
+    options += [f"--{key.replace('_', '-')} {cost[key]}" for key in ("steps", "efficiency") if cost.get(key) is not None]
+    options += [f"--budget {cost['budget_hours']}"] if cost.get("budget_hours") is not None else []
+    return " ".join(options)
 
 
 # ==================================================================================================

@@ -296,3 +296,27 @@ def cmd_download_isic2018_test(args: argparse.Namespace) -> None:
         isic2018_test_from_files(*args.from_files, args.out, scratch=args.downloads)
     else:
         download_isic2018_test(args.out, args.downloads, _download_settings(args))
+
+
+def cmd_cost(args: argparse.Namespace) -> None:
+    from patchlesion.engine.cost import Projection
+    from patchlesion.engine.costplan import plan_cost
+    from patchlesion.engine.grid import Grid
+
+    text = args.grid if args.grid.lstrip().startswith("{") else _read_text(args.grid, "grid")
+    grid, projection = Grid.from_json(text), Projection(args.devices, args.jobs_per_device, args.efficiency)
+    if args.steps is not None and args.steps < 1:
+        raise PatchlesionError(f"--steps must be at least 1, got {args.steps}.")
+    indexes = {dataset: _read_csv(path, f"image index of {dataset}") for dataset, path in args.index}
+    splits = {dataset: _read_csv(path, f"split of {dataset}") for dataset, path in args.split or []}
+    start_job(args)
+    plan = plan_cost(grid, indexes, splits, TrainSettings.from_args(args), projection, steps=args.steps, threads=args.threads, budget=args.budget)
+    plan.write(args.csv, args.markdown)
+    print("\n".join(plan.lines), flush=True)
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as error:
+        raise PatchlesionError(f"{path}: cannot read the {what} ({error}).") from error

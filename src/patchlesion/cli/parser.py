@@ -325,6 +325,25 @@ def _add_predict(sub) -> None:
     _add_job_options(p, cache=False)
 
 
+def _add_cost(sub) -> None:
+    text = "cost plan of a grid: time each model shape on this device, price every job, project device- and wall-clock hours"
+    p = _command(sub, "cost", text, commands.cmd_cost)
+    p.add_argument("--grid", required=True, help="the jobs as JSON, or a file holding it (`snakemake cost` passes the configured grid)")
+    p.add_argument("--index", nargs=2, action="append", required=True, metavar=("DATASET", "INDEX"),
+                   help="index.csv of a dataset of the grid (training datasets and the official test set)")  # fmt: skip
+    p.add_argument("--split", nargs=2, action="append", default=None, metavar=("DATASET", "SPLIT"), help="split.csv of a training dataset")
+    p.add_argument("--steps", type=int, default=None, help="timed steps and evaluation batches per shape (default: as many as fit in about 2 s, 1 to 30)")
+    p.add_argument("--devices", type=int, default=1, help="devices D the wall-clock projection runs on")
+    p.add_argument("--jobs-per-device", type=int, default=1, help="jobs J at once on each device")
+    p.add_argument("--efficiency", type=float, default=None,
+                   help="measured fraction of its lone speed each of J jobs on one device keeps (default 1/J: no gain from sharing)")  # fmt: skip
+    p.add_argument("--budget", type=float, default=None, metavar="HOURS", help="wall-clock hours available: say whether the grid fits, else what to cut")
+    p.add_argument("--csv", default=None, help="write cost.csv: one row per job kind of each run")
+    p.add_argument("--markdown", default=None, help="write cost.md: hours per table and in total, measured times per shape")
+    _add_settings(p, "train", "training settings of the jobs (Sec. II-G; learning rate and weights do not change the time)")
+    _add_job_options(p, cache=False)
+
+
 def _add_downloads(sub) -> None:
     """Register the download subcommands on the ``patchlesion`` argument parser's subparsers."""
     for name, text, func in (
@@ -359,4 +378,5 @@ def build_parser() -> argparse.ArgumentParser:
         add(sub)
     _add_downloads(sub)  # download-ham10000, download-isic2018-test
     _add_predict(sub)
+    _add_cost(sub)
     return parser

@@ -16,10 +16,18 @@ from patchlesion.method.model import PatchLesionModel
 from patchlesion.method.runs import RunSpec
 from patchlesion.method.strategies import get_strategy
 
-__all__ = ["EVAL_CROPS_PER_BATCH", "fit_state", "load_state", "model_file", "predict_probabilities", "read_state_dict", "save_state", "save_weights"]
+__all__ = [
+    "EVAL_CROPS_PER_BATCH", "evaluation_batch_images", "fit_state", "load_state", "model_file", "predict_probabilities",
+    "read_state_dict", "save_state", "save_weights",
+]
 
 #: Crops per evaluation forward pass (memory bound, not a method parameter).
 EVAL_CROPS_PER_BATCH = 144
+
+
+def evaluation_batch_images(n_crops: int) -> int:
+    """Images per evaluation forward pass of a run with ``n_crops`` crops per image."""
+    return max(1, EVAL_CROPS_PER_BATCH // n_crops)
 
 
 @torch.no_grad()
@@ -30,7 +38,7 @@ def predict_probabilities(
     strategy = get_strategy(spec.strategy)
     accel = Acceleration.from_settings(settings, device)
     model.eval()
-    per_batch = max(1, EVAL_CROPS_PER_BATCH // spec.n_crops)
+    per_batch = evaluation_batch_images(spec.n_crops)
     out = []
     for start in range(0, len(images), per_batch):
         batch = images[start : start + per_batch].to(device)

@@ -38,7 +38,7 @@ from patchlesion.method.strategies import get_strategy
 from patchlesion.provenance import provenance
 from patchlesion.results.metrics import classification_metrics
 
-__all__ = ["train_run"]
+__all__ = ["train_run", "train_step"]
 
 log = logging.getLogger("patchlesion")
 
@@ -194,15 +194,25 @@ def _train_epoch(run: _Fold, epoch: int) -> dict:
     loss_sum, seen = 0.0, 0
     # drop_last=False, as the authors' loader; crops (B, N, 3, s, s) on the device
     for idx, crops in run.batches.iterate(order, run.batch_images, run.generator):
-        target = run.train_labels[idx].to(run.device, non_blocking=True)
-        with run.accel.autocast():
-            loss = run.criterion(run.forward(crops), target, idx.to(run.device))
-        run.optimizer.zero_grad(set_to_none=True)
-        run.accel.backward_step(loss, run.optimizer, run.scaler)
+        loss = train_step(run, idx, crops)
         loss_sum += loss.item() * len(idx)
         seen += len(idx)
     run.scheduler.step()
     return {"epoch": epoch, "learning_rate": learning_rate, "train_loss": loss_sum / seen}
+
+
+def train_step(run, idx: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
+    """One optimizer step on one batch (Sec. II-G): forward pass and loss under the run's autocast,
+    backward pass, Adam step; returns the loss (on the device, not synchronised). ``run`` is a
+    :class:`_Fold` or anything with its ``train_labels``, ``device``, ``accel``, ``forward``,
+    ``criterion``, ``optimizer`` and ``scaler`` (the cost plan times steps through it,
+    :mod:`patchlesion.engine.steptimes`)."""
+    target = run.train_labels[idx].to(run.device, non_blocking=True)
+    with run.accel.autocast():
+        loss = run.criterion(run.forward(crops), target, idx.to(run.device))
+    run.optimizer.zero_grad(set_to_none=True)
+    run.accel.backward_step(loss, run.optimizer, run.scaler)
+    return loss
 
 
 def _validate(run: _Fold, row: dict) -> str:
