@@ -220,8 +220,10 @@ def test_help_imports_no_heavy_library():
     assert _modules_after([["--help"], ["--version"], *([command, "--help"] for command in commands)]) == set()
 
 
-def test_train_and_evaluate_do_not_import_matplotlib(trained, tmp_path):
-    """A training job and an evaluation job, run to the end, never load matplotlib (only figure commands plot)."""
+def test_train_and_evaluate_do_not_import_matplotlib_or_scikit_learn(trained, tmp_path):
+    """A training job and an evaluation job, run to the end, never load matplotlib (only figure commands
+    plot) nor scikit-learn (the metrics are numpy; only `patchlesion split` needs it): each costs a job
+    about a second of start-up (docs/performance.md §7)."""
     root, model, _ = trained
     fold = ["--index", str(root / "index.csv"), "--split", str(root / "split.csv"), "--fold", "1", "--run", RUN]
     train = ["-q", "train", *fold, "--out-dir", str(tmp_path / "run"), *GEOMETRY, *TRAINING]
@@ -229,7 +231,7 @@ def test_train_and_evaluate_do_not_import_matplotlib(trained, tmp_path):
                 "--metrics", str(tmp_path / "m.json"), *GEOMETRY, "--device", "cpu", "--threads", "1"]  # fmt: skip
     loaded = _modules_after([train, evaluate])
     assert (tmp_path / "run" / "model.pt").is_file() and (tmp_path / "m.json").is_file()
-    assert "torch" in loaded and "matplotlib" not in loaded, loaded
+    assert "torch" in loaded and "matplotlib" not in loaded and "sklearn" not in loaded, loaded
 
 
 def test_run_json_that_is_not_a_training_record_is_named(trained, capsys, tmp_path):

@@ -105,6 +105,7 @@ def _start_cluster() -> bool:
 
 def _snakemake(workdir: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    env["PATH"] = os.environ.get("PATCHLESION_TEST_REAL_PATH", env["PATH"])  # the real scontrol (tests/conftest.py)
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(ROOT / "config.yaml"), *args]
     return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
 

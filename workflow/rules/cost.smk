@@ -20,11 +20,5 @@ rule cost_plan:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion cost {params.options} --threads {threads} --csv {output.csv} --markdown {output.markdown} 2> {log}"
+        "patchlesion cost {params.options} --threads {threads} --csv {output.csv:q} --markdown {output.markdown:q} 2> {log:q}"
 
-
-# The target: `snakemake cost` plans the configured dataset's grid (the plan's lines go to the terminal).
-rule cost:
-    input:
-        f"results/{DATASET}/cost.md",
-    localrule: True

@@ -18,7 +18,6 @@ from importlib import resources
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
 from patchlesion.errors import SplitError
 from patchlesion.method.classes import CLASSES, DX_TO_CLASS
@@ -95,6 +94,8 @@ def stratified_split(meta: pd.DataFrame, n_parts: int = N_PARTS, seed: int = 0) 
             f"metadata has only {n_lesions} distinct lesion_id(s); a lesion-disjoint split into "
             f"{n_parts} parts needs at least {n_parts}"
         )
+    from sklearn.model_selection import StratifiedGroupKFold  # here: a training job reads splits without it
+
     sgkf = StratifiedGroupKFold(n_splits=int(n_parts), shuffle=True, random_state=seed)
     fold_of = np.full(len(m), -1, dtype=int)
     with warnings.catch_warnings():

@@ -10,6 +10,13 @@ The paper reports three numbers per experiment:
 * **F1**: scikit-learn's ``f1_score(y_pred, y_true, average="weighted")`` with the arguments
   *swapped*, exactly as the authors' code calls it (see :func:`paper_f1`).
 
+The arithmetic is scikit-learn's (the library the authors' code calls), written here in numpy in the
+same order of operations, so the values are the same to the last bit (AUC: the same ROC area, summed
+over every threshold instead of scikit-learn's thinned curve, to within 1e-15); importing
+scikit-learn's metrics took about 1 s in every training and evaluation job
+(docs/performance.md §7). tests/test_properties_metrics.py checks every value against
+scikit-learn and against a hand computation on random labels.
+
 Labels are integer class indices into :data:`patchlesion.method.classes.CLASSES` (or into the
 ``class_names`` given). All values are plain Python floats/ints/lists so the result can be
 written with :func:`json.dump` as it is.
@@ -17,21 +24,10 @@ written with :func:`json.dump` as it is.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
-from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    confusion_matrix,
-    f1_score,
-    recall_score,
-    roc_auc_score,
-)
 
 from patchlesion.errors import PatchlesionError
 from patchlesion.method.classes import CLASSES
@@ -43,17 +39,39 @@ __all__ = [
 ]
 
 
-@contextmanager
-def _expected_sklearn_warnings() -> Iterator[None]:
-    """Silence the scikit-learn warnings that absent or never-predicted classes raise by design."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        # balanced_accuracy_score: classes predicted but absent from y_true are left out on purpose.
-        warnings.filterwarnings("ignore", message=r".*y_pred contains classes not in y_true.*")
-        # roc_auc_score / recall on degenerate one-class inputs are caught before calling, but
-        # keep sklearn from warning about a single class anyway.
-        warnings.filterwarnings("ignore", message=r".*Only one class.*")
-        yield
+def _confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Confusion matrix over the classes ``0..n_classes-1``: rows = true class, columns = predicted."""
+    return np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """``numerator / denominator`` as float64, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    denominator = np.asarray(denominator, dtype=np.float64).copy()
+    zero = denominator == 0
+    denominator[zero] = 1
+    result = np.asarray(numerator, dtype=np.float64) / denominator
+    result[zero] = 0.0
+    return result
+
+
+def _f_scores(cm: np.ndarray, labels: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class F1 of the classes ``labels`` (rows of ``cm`` = the true side) and their true counts:
+    scikit-learn's 2 TP / (true + predicted), 0 where a class is neither true nor predicted."""
+    tp = cm.diagonal()[labels]
+    true, predicted = cm.sum(axis=1)[labels], cm.sum(axis=0)[labels]
+    return _divide(2.0 * tp.astype(np.float64), 1.0 * true.astype(np.float64) + predicted.astype(np.float64)), true
+
+
+def _binary_auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for the boolean ``positive``, by the trapezoidal rule over
+    every distinct threshold (scikit-learn's ``roc_auc_score``, ties counted half)."""
+    order = np.argsort(scores, kind="mergesort")[::-1]
+    scores, positive = scores[order], positive[order].astype(np.float64)
+    thresholds = np.r_[np.flatnonzero(np.diff(scores)), positive.size - 1]
+    tps = np.cumsum(positive)[thresholds]
+    fps = 1 + thresholds - tps
+    tpr, fpr = np.r_[0.0, tps / tps[-1]], np.r_[0.0, fps / fps[-1]]
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
 
 
 def _as_labels(values: Any, name: str, n_classes: int) -> np.ndarray:
@@ -103,8 +121,12 @@ def paper_f1(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndar
     ("No Balancing") has the highest F1 (84.7 for InceptionV3) while its MC-Sensitivity is the
     lowest. Classes that are never predicted get weight 0.
     """
-    with _expected_sklearn_warnings():
-        return float(f1_score(np.asarray(y_pred), np.asarray(y_true), average="weighted", zero_division=0))
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    n_classes = int(max(y_true.max(initial=0), y_pred.max(initial=0))) + 1
+    swapped = _confusion(y_pred, y_true, n_classes)  # scikit-learn's view: the predictions are "true"
+    labels = sorted(set(y_true.tolist()) | set(y_pred.tolist()))
+    scores, weights = _f_scores(swapped, labels)  # weights: images predicted as each class
+    return float(np.average(scores, weights=weights))
 
 
 def _checked_inputs(
@@ -177,12 +199,12 @@ def classification_metrics(
     present = [c for c in labels if np.any(yt == c)]
     seen = sorted(set(yt.tolist()) | set(yp.tolist()))
 
-    with _expected_sklearn_warnings():
-        cm = confusion_matrix(yt, yp, labels=labels)
-        mc_sensitivity = float(balanced_accuracy_score(yt, yp))
-        recalls = recall_score(yt, yp, labels=labels, average=None, zero_division=0)
-        macro_f1 = float(f1_score(yt, yp, labels=seen, average="macro", zero_division=0))
-        accuracy = float(accuracy_score(yt, yp))
+    cm = _confusion(yt, yp, n_classes)
+    recalls = _divide(cm.diagonal(), cm.sum(axis=1))
+    # balanced_accuracy_score: the mean recall of the classes present in y_true, in class order
+    mc_sensitivity = float(np.mean(cm.diagonal()[present] / cm.sum(axis=1)[present]))
+    macro_f1 = float(np.mean(_f_scores(cm, seen)[0]))
+    accuracy = float(np.average(yt == yp))
     f1 = paper_f1(yt, yp)
 
     specificities = one_vs_rest_specificity(cm)
@@ -195,8 +217,7 @@ def classification_metrics(
         per_class_specificity[name] = specificities[c] if is_present else None
         auc: float | None = None
         if probs is not None and is_present and len(present) > 1:
-            with _expected_sklearn_warnings():
-                auc = float(roc_auc_score((yt == c).astype(np.int64), probs[:, c]))
+            auc = _binary_auc(yt == c, probs[:, c])
         per_class_auc[name] = auc
 
     spec_values = [v for v in per_class_specificity.values() if v is not None]
