@@ -316,6 +316,16 @@ def run_settings(run):
     return TrainSettings.from_config(config, RunSpec.from_name(run).backbone)
 
 
+def train_priority(wildcards):
+    """Priority of a training job: the longest first, so that no long job starts last and runs alone
+    while the other cores idle. A rough measure of a job's work, not a cost plan: crops per training
+    image (Ordered-Crop trains on all NC, the plain strategies on one), twice that for a GRU, five times
+    for oversampling's longer epochs (7 classes x the largest class's share of about 2/3)."""
+    spec = RunSpec.from_name(wildcards.run)
+    work = spec.n_crops if spec.strategy == "ordered" else 1
+    return work * (2 if spec.aggregation == "gru" else 1) * (5 if spec.balancing == "oversampling" else 1)
+
+
 def settings_options(command):
     """Params function of a rule: the options of `patchlesion <command>` that give the job's run its
     settings; training from ImageNet weights also names their cache."""

@@ -19,6 +19,7 @@ rule train:
         "results/{dataset}/logs/train/{run}/fold{fold}.log",
     benchmark:
         "results/{dataset}/benchmarks/train/{run}/fold{fold}.tsv"
+    priority: train_priority
     threads: 1
     resources:
         gpu=1,
