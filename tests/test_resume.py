@@ -128,11 +128,28 @@ def test_checkpoint_of_other_settings_is_ignored_with_a_warning(data):
     assert "epoch 1/2" in log and not checkpoint.exists()
 
 
-def test_unreadable_checkpoint_is_ignored(tmp_path, caplog):
+def test_damaged_checkpoint_is_ignored(tmp_path, caplog):
     path = tmp_path / "resume.pt"
-    path.write_bytes(b"not a checkpoint")
+    save_checkpoint(path, {"settings_hash": "abc", "epoch": 1})
+    path.write_bytes(path.read_bytes()[:100])  # a write cut short
     assert load_checkpoint(path, "abc") is None
     assert "cannot read the training checkpoint" in caplog.text and "weights_only" not in caplog.text  # not torch's advice
+
+
+def test_a_file_that_is_no_checkpoint_is_refused_and_kept(data, tmp_path):
+    """A model (or any file) given as --checkpoint is neither overwritten nor deleted: exit 2, one line."""
+    for name, content in (("notes.txt", b"my notes"), ("model.pt", None)):
+        path = tmp_path / name
+        if content is None:
+            torch.save({"weight": torch.zeros(2)}, path)  # a state dict, as model.pt holds
+        else:
+            path.write_bytes(content)
+        before = path.read_bytes()
+        result = subprocess.run(_command(data, tmp_path / f"out_{name}", path), capture_output=True, text=True, env=_env(), timeout=300)
+        assert result.returncode == 2, result.stderr
+        lines = [line for line in result.stderr.splitlines() if "error:" in line]
+        assert len(lines) == 1 and str(path) in lines[0] and "not a training checkpoint" in lines[0], result.stderr
+        assert path.read_bytes() == before and not (tmp_path / f"out_{name}" / "model.pt").exists()
 
 
 def test_checkpoint_holds_only_tensors_and_plain_containers(tmp_path):

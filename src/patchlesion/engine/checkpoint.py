@@ -10,6 +10,8 @@ It lives outside the job's declared outputs (Snakemake deletes those before a jo
 atomically (a temporary file, then a rename), loaded with ``weights_only=True`` (tensors and plain
 containers only, nothing unpickled), and tagged with a hash of the run's settings so that a
 checkpoint left by a run with other settings is ignored. It is deleted once the outputs are complete.
+A file at the checkpoint's path that is not a checkpoint (a model, any other file) is refused, never
+overwritten (:func:`check_checkpoint_path`).
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from patchlesion.errors import PatchlesionError
+
 __all__ = [
     "FORMAT",
+    "check_checkpoint_path",
     "settings_hash",
     "capture_rng_states",
     "restore_rng_states",
@@ -90,19 +95,47 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     partial.replace(path)
 
 
+#: The first bytes of every file ``torch.save`` writes (a zip archive).
+_TORCH_FILE = b"PK\x03\x04"
+_CHECKPOINT_KEYS = ("format", "settings_hash")
+
+
+def _foreign(path: Path, state: object = None) -> PatchlesionError:
+    what = "a PyTorch file, but no training checkpoint (no 'format' and 'settings_hash')" if state is not None else "not a PyTorch file"
+    return PatchlesionError(
+        f"{path}: exists and is {what}, so it is not a training checkpoint; the checkpoint is overwritten "
+        "every epoch and deleted at the end, so give it a path of its own (e.g. results/<dataset>/checkpoints/"
+        "<run>/fold<k>/resume.pt) or move this file away."
+    )
+
+
+def check_checkpoint_path(path: str | Path) -> None:
+    """Refuse a checkpoint path that holds a file other than a checkpoint (e.g. a model passed by
+    mistake), before anything is trained or written: the loop would overwrite and then delete it.
+    A damaged torch file (a write cut short) passes: :func:`load_checkpoint` ignores it."""
+    path = Path(path)
+    if path.is_file():
+        with open(path, "rb") as handle:
+            if handle.read(len(_TORCH_FILE)) != _TORCH_FILE:
+                raise _foreign(path)
+
+
 def load_checkpoint(path: str | Path, expected_hash: str) -> dict | None:
     """The checkpoint at ``path`` if it belongs to a run with the settings hash ``expected_hash``;
-    ``None`` (with a warning naming the file) when it is missing, unreadable, of another layout, or
-    from other settings."""
+    ``None`` (with a warning naming the file) when it is missing, damaged, of another layout, or
+    from other settings. A file that is no checkpoint at all raises :class:`PatchlesionError`."""
     path = Path(path)
     if not path.is_file():
         return None
+    check_checkpoint_path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file must not stop a rerun: start afresh
+    except Exception as error:  # a damaged checkpoint must not stop a rerun: start afresh
         log.warning("%s: cannot read the training checkpoint (%s); starting from epoch 1.", path, type(error).__name__)
         return None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not isinstance(state, dict) or not all(key in state for key in _CHECKPOINT_KEYS):
+        raise _foreign(path, state)
+    if state.get("format") != FORMAT:
         log.warning("%s: checkpoint layout %r is not %d; starting from epoch 1.", path, getattr(state, "get", dict)("format"), FORMAT)
         return None
     if state.get("settings_hash") != expected_hash:

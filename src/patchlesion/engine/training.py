@@ -21,6 +21,7 @@ from patchlesion.data.splits import select
 from patchlesion.engine.accel import Acceleration, resolve_device
 from patchlesion.engine.batches import TrainingInput, image_source
 from patchlesion.engine.checkpoint import (
+    check_checkpoint_path,
     load_checkpoint,
     remove_checkpoint,
     restore_training_state,
@@ -98,6 +99,8 @@ def train_run(
     With ``checkpoint``, the loop's whole state is saved there after every epoch, a rerun resumes
     from it (bit-identical to an uninterrupted run on the same device and thread count), and it is
     deleted once the outputs are written (see :mod:`patchlesion.engine.checkpoint`)."""
+    if checkpoint is not None:
+        check_checkpoint_path(checkpoint)  # before anything is written
     run = _set_up(spec, settings, index, split, fold, Path(out_dir), cache)
     if checkpoint is not None:
         _resume(run, checkpoint)
