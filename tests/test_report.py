@@ -48,6 +48,21 @@ def test_report_takes_table_iv_from_derm7pt_and_adds_the_official_test_set(tmp_p
     assert "skipped" not in text.split("## Skipped")[1]
 
 
+
+def test_report_leaves_out_tables_of_an_earlier_configuration(tmp_path):
+    """A rerun with official_test=false (or a table dropped from the config) reports only what this
+    configuration builds, although the earlier run's tables are still on disk (the workflow passes --only)."""
+    base = tmp_path / "results" / "ham10000"
+    (base / "tables").mkdir(parents=True)
+    for name in ("table_II", "table_III", "official_test"):
+        (base / "tables" / f"{name}.md").write_text(f"## {name} (earlier run)\n")
+    out = tmp_path / "results" / "REPORT.md"
+    assert main(["report", "--results", str(tmp_path / "results"), "--dataset", "ham10000", "--only", "II", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "table_II (earlier run)" in text and "table_III" not in text
+    assert "## Official test set" not in text and "**Official test set (ISIC 2018 Task 3)**: not scored" in text
+
+
 def _metrics(path, run, fold, sensitivity):
     path.mkdir(parents=True, exist_ok=True)
     cm = [[1 if i == j else 0 for j in range(7)] for i in range(7)]

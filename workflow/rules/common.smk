@@ -563,8 +563,11 @@ def figure_outputs():
 
 
 def report_options():
-    """Tables of the report that lie under another dataset than `dataset` (Table IV: derm7pt)."""
-    return " ".join(f"--table-dataset {table} {dataset}" for dataset, table in built_tables() if dataset != DATASET)
+    """The tables of the report (only those this configuration builds: no table left from an earlier one)
+    and those that lie under another dataset than `dataset` (Table IV: derm7pt)."""
+    tables = [table for _, table in built_tables()] + (["official_test"] if official_test_outputs() else [])
+    options = [f"--table-dataset {table} {dataset}" for dataset, table in built_tables() if dataset != DATASET]
+    return " ".join(options + ["--only " + " ".join(tables)] if tables else options)
 
 
 def final_outputs():

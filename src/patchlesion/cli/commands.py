@@ -197,7 +197,7 @@ def cmd_figure5(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from patchlesion.results.report import write_report
 
-    write_report(args.results, args.dataset, args.preset, args.out, dict(args.table_dataset or []))
+    write_report(args.results, args.dataset, args.preset, args.out, dict(args.table_dataset or []), args.only)
     log.info("report written to %s", args.out)
 
 

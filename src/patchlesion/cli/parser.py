@@ -269,6 +269,8 @@ def _add_report(sub) -> None:
     p.add_argument("--preset", default="paper", help="the config preset the results were made with (named in the report)")
     p.add_argument("--table-dataset", nargs=2, action="append", metavar=("TABLE", "DATASET"),
                    help="a table computed on another dataset, e.g. IV derm7pt")  # fmt: skip
+    p.add_argument("--only", nargs="+", metavar="TABLE",
+                   help="report only these tables, e.g. II III official_test (default: every table found)")  # fmt: skip
     p.add_argument("--out", required=True, help="Markdown file to write")
 
 

@@ -31,13 +31,16 @@ _TABLE_ORDER = ("II", "III", "IV", "V", "VI")
 
 
 def write_report(
-    results: str | Path, dataset: str, preset: str, out: str | Path, table_datasets: dict[str, str] | None = None
+    results: str | Path, dataset: str, preset: str, out: str | Path, table_datasets: dict[str, str] | None = None,
+    only: list[str] | None = None,
 ) -> str:
     """Write ``out`` (Markdown) for the tables and figures found under ``results/<dataset>``.
 
     ``table_datasets`` names tables computed on another dataset (``{"IV": "derm7pt"}``): they are
     read from ``results/<that dataset>`` instead; a table of :data:`SKIPPED` that is found nowhere is
-    listed as skipped with its reason.
+    listed as skipped with its reason. ``only`` (table names such as ``II``, and ``official_test``)
+    limits the report to the tables of this run of the workflow, so that a table left from an earlier
+    configuration (e.g. the official test set, now switched off) is not reported as if it were current.
     """
     results, out = Path(results), Path(out)
     base = results / dataset
@@ -56,7 +59,8 @@ def write_report(
     lines += ["## Tables", ""]
     tables = [p for p in base.glob("tables/table_*.md") if p.stem.removeprefix("table_") not in table_datasets]
     tables += [results / other / "tables" / f"table_{name}.md" for name, other in table_datasets.items()]
-    tables = sorted((p for p in tables if p.exists()), key=lambda p: _table_key(p.stem.removeprefix("table_")))
+    wanted = (lambda name: True) if only is None else set(only).__contains__
+    tables = sorted((p for p in tables if p.exists() and wanted(p.stem.removeprefix("table_"))), key=lambda p: _table_key(p.stem.removeprefix("table_")))
     for md in tables:
         name = md.stem.removeprefix("table_")
         lines += _table_section(md, out)
@@ -67,7 +71,8 @@ def write_report(
     if not tables:
         lines += ["No table was produced.", ""]
     official = base / "tables" / "official_test.md"
-    if official.exists():
+    show_official = official.exists() and wanted("official_test")
+    if show_official:
         lines += ["## Official test set (ISIC 2018 Task 3)", ""]
         lines += [
             "The runs of Table II scored on the challenge's own test set, as on its leaderboard; the ensemble's "
@@ -82,7 +87,7 @@ def write_report(
             pdf = png.with_suffix(".pdf")
             lines += [f"### Fig. {number}: {text}", "", f"![Fig. {number}]({_rel(png, out)})", "", f"PDF: [{pdf.name}]({_rel(pdf, out)})", ""]
     lines += machines_section([base, *(results / other for other in sorted(set(table_datasets.values())))])
-    produced = {md.stem.removeprefix("table_") for md in tables} | ({"official_test"} if official.exists() else set())
+    produced = {md.stem.removeprefix("table_") for md in tables} | ({"official_test"} if show_official else set())
     skipped = [why for name, why in SKIPPED.items() if name not in produced]
     lines += ["## Skipped", ""]
     lines += [f"- {why}" for why in skipped] or ["Nothing."]
