@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sklearn.metrics
+import torch
 
 from patchlesion.cli import main
 from patchlesion.data.synthetic import make_synthetic_ham10000
@@ -114,6 +115,11 @@ def test_official_test_command_writes_fold_ensemble_and_submission_files(tmp_pat
     np.testing.assert_array_equal(submission[list(CLASSES)].to_numpy(), ensemble[list(CLASSES)].to_numpy())
     assert metrics["ensemble"]["balanced_multiclass_accuracy"] == score_predictions(ensemble)["balanced_multiclass_accuracy"]
     assert [f["fold"] for f in metrics["folds"]] == [1, 2] and metrics["n_images"] == 60
+    # where and how it ran, as an evaluation's metrics.json: the machine, the libraries, the settings
+    provenance = metrics["provenance"]
+    assert provenance["settings"]["image_size"] == [64, 48] and provenance["settings"]["crop_size"] == 24
+    assert provenance["training"] == [None, None]  # the test's models have no run.json beside them
+    assert provenance["machine"]["cpu_model"] and provenance["versions"]["torch"] == torch.__version__.split("+")[0], provenance
 
     md = tmp_path / "t.md"
     heldout = []

@@ -9,6 +9,7 @@ models and writes their predictions.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import torch
 
 from patchlesion.errors import PatchlesionError
 from patchlesion.method.classes import CLASSES
+from patchlesion.provenance import provenance
 from patchlesion.results.leaderboard import class_probabilities, score_predictions, submission_frame
 
 __all__ = ["evaluate_official_test"]
@@ -52,6 +54,7 @@ def evaluate_official_test(
     from patchlesion.engine.inference import load_state, predict_probabilities
     from patchlesion.method.model import build_model
 
+    started = time.perf_counter()
     if len(folds) != len(model_paths) or not folds:
         raise PatchlesionError(f"give one model per fold: {len(folds)} fold(s), {len(model_paths)} model(s).")
     out_dir = Path(out_dir)
@@ -76,5 +79,10 @@ def evaluate_official_test(
     if not np.array_equal(submission[list(CLASSES)].to_numpy(), written[list(CLASSES)].to_numpy()):
         raise PatchlesionError(f"{out_dir}/submission.csv does not hold the scored ensemble probabilities.")
     metrics = {"run": spec.name, "n_images": len(image_ids), "folds": fold_scores, "ensemble": {"folds": [int(f) for f in folds], **ensemble_score}}
+    training = [Path(path).with_name("run.json") for path in model_paths]  # the training jobs' settings and provenance
+    metrics["provenance"] = {
+        "training": [str(record) if record.is_file() else None for record in training],
+        "settings": settings.to_dict("evaluate"), "wall_seconds": time.perf_counter() - started, **provenance(device),
+    }  # fmt: skip
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
