@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -322,3 +324,19 @@ def test_texture_pattern_is_flip_invariant_up_to_phase(cls):
     for flipped in (pattern[:, ::-1], pattern[::-1, :]):
         np.testing.assert_allclose(np.abs(np.fft.fft2(flipped)), spectrum, atol=1e-2 * spectrum.max())
     assert np.sqrt(np.mean(pattern.astype(float) ** 2)) == pytest.approx(np.sqrt(0.5), rel=0.02)
+
+
+def test_a_synthesis_cut_short_leaves_no_metadata(tmp_path, monkeypatch):
+    """The metadata is written last (and whole): a folder whose images were cut short is never read as a dataset."""
+    saved = []
+
+    def save(self, path, *args, **kwargs):
+        if len(saved) == 5:
+            raise KeyboardInterrupt  # the run is killed after five images
+        saved.append(path)
+        Path(path).write_bytes(b"jpeg")
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    with pytest.raises(KeyboardInterrupt):
+        make_synthetic_ham10000(tmp_path / "data", n_images=60, image_size=(32, 24), seed=0)
+    assert len(saved) == 5 and sorted(p.name for p in (tmp_path / "data").iterdir()) == ["HAM10000_images"]

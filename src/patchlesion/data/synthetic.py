@@ -262,8 +262,8 @@ def make_synthetic_ham10000(
     frame, lesion_index = _build_metadata(int(n_images), int(seed))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out / METADATA_FILENAME, index=False, lineterminator="\n")
     if not write_images:
+        _write_metadata(frame, out)
         return frame
 
     images_dir = out / IMAGES_DIRNAME
@@ -281,4 +281,12 @@ def make_synthetic_ham10000(
         pixels = render_lesion(params[li], width, height, image_rng)
         Image.fromarray(pixels).save(images_dir / f"{image_id}.jpg", "JPEG",
                                                  quality=int(jpeg_quality))
+    _write_metadata(frame, out)  # last: a folder cut short has no metadata, so nothing reads it as complete
     return frame
+
+
+def _write_metadata(frame: pd.DataFrame, out: Path) -> None:
+    """The metadata CSV, written under a temporary name and renamed: it is there whole or not at all."""
+    partial = out / f".{METADATA_FILENAME}.partial"
+    frame.to_csv(partial, index=False, lineterminator="\n")
+    partial.replace(out / METADATA_FILENAME)
