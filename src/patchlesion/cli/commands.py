@@ -110,28 +110,33 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_split(args: argparse.Namespace) -> None:
+    from patchlesion.data.description import load_description
     from patchlesion.data.splits import check_split, published_split, split_summary, stratified_split
 
     index = _read_csv(args.index, "image index")
+    description = load_description(args.dataset) if args.dataset else None
     if args.method == "published":
         split = published_split(index)
     else:
-        split = stratified_split(index, seed=args.seed)
-    check_split(index, split)
+        split = stratified_split(index, seed=args.seed, description=description)
+    check_split(index, split, description=description)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     split.to_csv(args.out, index=False)
-    log.info("%s split written to %s:\n%s", args.method, args.out, split_summary(index, split).to_string())
+    log.info("%s split written to %s:\n%s", args.method, args.out, split_summary(index, split, description).to_string())
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from patchlesion.data.description import load_description
     from patchlesion.engine.training import train_run
     from patchlesion.method.runs import RunSpec
 
-    start_job(args)
     spec = RunSpec.from_name(args.run).check_registries()
+    dataset = load_description(args.dataset)
+    dataset.check_balancing(spec.balancing)  # before a GPU is leased
+    start_job(args)
     index, split = _read_fold_inputs(args)
     settings = TrainSettings.from_args(args)
-    train_run(spec, settings, index, split, args.fold, args.out_dir, checkpoint=args.checkpoint, cache=args.cache)
+    train_run(spec, settings, index, split, args.fold, args.out_dir, checkpoint=args.checkpoint, cache=args.cache, dataset=dataset)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

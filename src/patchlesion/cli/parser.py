@@ -143,6 +143,9 @@ def _add_job_options(parser: argparse.ArgumentParser, *, cache: bool = True, tor
         group.add_argument("--torch-home", default=None, help="weight cache folder (default: $TORCH_HOME or resources/torch)")
 
 
+DATASET_HELP = "the dataset's classes and columns: ham10000, derm7pt, synthetic, or a description .json"
+
+
 def _add_fold_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", required=True, help=INDEX_HELP)
     parser.add_argument("--split", required=True, help=SPLIT_HELP)
@@ -183,6 +186,7 @@ def _add_split(sub) -> None:
     p.add_argument("--method", choices=["stratified", "published"], default="stratified",
                    help="stratified: lesion-grouped, drawn anew with --seed; published: the authors' split (HAM10000 only)")  # fmt: skip
     p.add_argument("--seed", type=NON_NEGATIVE, default=0, help="seed of the stratified split")
+    p.add_argument("--dataset", default=None, help=DATASET_HELP + " (default: HAM10000's dx and lesion_id columns)")
     p.add_argument("--out", required=True, help="split.csv to write (image_id, part)")
 
 
@@ -191,6 +195,7 @@ def _add_train(sub) -> None:
     _add_fold_inputs(p)
     p.add_argument("--out-dir", required=True, help="folder for model.pt, model_last.pt, history.csv and run.json")
     p.add_argument("--checkpoint", default=None, help="resume state, saved every epoch, deleted at the end (resumable training)")
+    p.add_argument("--dataset", default="ham10000", help=DATASET_HELP + "; run.json records it for evaluation and predict (default: %(default)s)")
     _add_settings(p, "train", "training settings (Sec. II-G)")
     _add_job_options(p, torch_home=True)
 

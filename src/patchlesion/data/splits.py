@@ -8,7 +8,9 @@ images in part 0 and again in part 1, because the paper has no validation set th
 code validates on the test set; :func:`select` reads it like any other split.
 
 ``meta`` is a HAM10000-style metadata table with at least ``image_id``, ``lesion_id`` and ``dx``
-(lower-case HAM codes), i.e. the columns of ``HAM10000_metadata.csv``.
+(lower-case HAM codes), i.e. the columns of ``HAM10000_metadata.csv``; or, with a ``description``
+(:class:`~patchlesion.data.description.DatasetDescription`), any image index with ``image_id``, the
+description's label column and its group column (without one each image is its own group).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from patchlesion.data.description import DatasetDescription
 from patchlesion.errors import SplitError
 from patchlesion.method.classes import CLASSES, DX_TO_CLASS
 
@@ -45,8 +48,27 @@ def _few(values) -> str:
     return text + (", ..." if len(values) > _MAX_NAMED else "")
 
 
-def _validated_meta(meta: pd.DataFrame) -> pd.DataFrame:
+def _described(meta: pd.DataFrame, description: DatasetDescription | None) -> pd.DataFrame:
+    """meta with HAM10000's column names: a description's label column as ``dx`` and its group
+    column as ``lesion_id`` (the image id where it has none); meta as it is without a description."""
+    if description is None:
+        return meta
+    wanted = ["image_id", description.label_column, *([description.group_column] if description.group_column else [])]
+    missing = [c for c in wanted if c not in meta.columns]
+    if missing:
+        raise SplitError(
+            f"the index of dataset {description.name} lacks column(s) {', '.join(missing)} (has: {', '.join(map(str, meta.columns))}); "
+            "a split needs the image id, the label and, where the dataset has one, the lesion group"
+        )
+    return pd.DataFrame({
+        "image_id": meta["image_id"], "dx": meta[description.label_column],
+        "lesion_id": meta[description.group_column or "image_id"],
+    })  # fmt: skip
+
+
+def _validated_meta(meta: pd.DataFrame, description: DatasetDescription | None = None) -> pd.DataFrame:
     """Check meta's columns and image ids; return image_id/lesion_id/dx as strings (same row order)."""
+    meta = _described(meta, description)
     missing = [c for c in _META_COLUMNS if c not in meta.columns]
     if missing:
         raise SplitError(
@@ -72,11 +94,14 @@ def _validated_meta(meta: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def stratified_split(meta: pd.DataFrame, n_parts: int = N_PARTS, seed: int = 0) -> pd.DataFrame:
+def stratified_split(
+    meta: pd.DataFrame, n_parts: int = N_PARTS, seed: int = 0, description: DatasetDescription | None = None
+) -> pd.DataFrame:
     """Lesion-grouped, class-stratified split (Sec. II-A: four equally-sized parts with the same class distribution).
 
     No lesion_id is in two parts; the result is deterministic per ``seed`` and independent of
-    meta's row order. Returns ``image_id, part`` in meta's row order.
+    meta's row order. Any number of classes from 2 up; a ``description`` names the label and group
+    columns (see the module docstring). Returns ``image_id, part`` in meta's row order.
     """
     # scikit-learn's StratifiedGroupKFold (shuffle=True, random_state=seed) does this directly and
     # is balanced enough, so no hand-written assignment is needed. Measured on the real HAM10000
@@ -87,7 +112,7 @@ def stratified_split(meta: pd.DataFrame, n_parts: int = N_PARTS, seed: int = 0) 
     # Its output depends only on the sorted unique lesion ids / dx codes, not on row order.
     if isinstance(n_parts, bool) or not isinstance(n_parts, (int, np.integer)) or n_parts < 2:
         raise ValueError(f"n_parts must be an integer >= 2, got {n_parts!r}")
-    m = _validated_meta(meta)
+    m = _validated_meta(meta, description)
     n_lesions = m["lesion_id"].nunique()
     if n_lesions < n_parts:
         raise SplitError(
@@ -112,7 +137,7 @@ def stratified_split(meta: pd.DataFrame, n_parts: int = N_PARTS, seed: int = 0) 
     renumber = {k: i for i, k in enumerate(sorted(first_image, key=first_image.__getitem__))}
     part = np.array([renumber[k] for k in fold_of], dtype=int)
     split = pd.DataFrame({"image_id": m["image_id"], "part": part})
-    check_split(meta, split, n_parts=n_parts)
+    check_split(meta, split, n_parts=n_parts, description=description)
     return split
 
 
@@ -163,12 +188,14 @@ def published_split(meta: pd.DataFrame) -> pd.DataFrame:
     return split
 
 
-def check_split(meta: pd.DataFrame, split: pd.DataFrame, n_parts: int = N_PARTS, once: bool = True) -> None:
+def check_split(
+    meta: pd.DataFrame, split: pd.DataFrame, n_parts: int = N_PARTS, once: bool = True, description: DatasetDescription | None = None
+) -> None:
     """Raise SplitError unless split assigns every image of meta to exactly one part and no lesion spans two parts.
 
     ``once=False`` accepts an image listed in two parts: derm7pt's split lists its test images again as
     the validation part, since derm7pt has no validation set (docs/data.md §8.2)."""
-    m = _validated_meta(meta)
+    m = _validated_meta(meta, description)
     missing_cols = [c for c in ("image_id", "part") if c not in split.columns]
     if missing_cols:
         raise SplitError(
@@ -236,14 +263,15 @@ def select(split: pd.DataFrame, fold: int, role: str) -> list[str]:
     return split.loc[mask, "image_id"].astype(str).tolist()
 
 
-def split_summary(meta: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
-    """Per-part class counts (Table I order), image and lesion counts, plus a "total" row."""
-    m = _validated_meta(meta)
+def split_summary(meta: pd.DataFrame, split: pd.DataFrame, description: DatasetDescription | None = None) -> pd.DataFrame:
+    """Per-part class counts (Table I order, or the description's class order), image and lesion counts, plus a "total" row."""
+    m = _validated_meta(meta, description)
     part_of = dict(zip(split["image_id"].astype(str), split["part"].astype(int)))
-    m = m.assign(part=m["image_id"].map(part_of), cls=m["dx"].map(lambda d: DX_TO_CLASS.get(d, d)))
+    m = m.assign(part=m["image_id"].map(part_of), cls=m["dx"].map(lambda d: DX_TO_CLASS.get(d, d) if description is None else d))
     m = m[m["part"].notna()].astype({"part": int})
-    extra = sorted(set(m["cls"]) - set(CLASSES))
-    columns = list(CLASSES) + extra
+    order = CLASSES if description is None else description.classes.names
+    extra = sorted(set(m["cls"]) - set(order))
+    columns = list(order) + extra
     counts = pd.crosstab(m["part"], m["cls"]).reindex(columns=columns, fill_value=0)
     parts = sorted(set(m["part"]))
     counts = counts.reindex(parts, fill_value=0)

@@ -3,12 +3,14 @@ and writing/reading model weights (plain state dicts, loadable with ``weights_on
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from patchlesion.data.description import HAM10000, DatasetDescription
 from patchlesion.engine.accel import Acceleration
 from patchlesion.engine.settings import TrainSettings
 from patchlesion.errors import PatchlesionError
@@ -18,7 +20,7 @@ from patchlesion.method.strategies import get_strategy
 
 __all__ = [
     "EVAL_CROPS_PER_BATCH", "evaluation_batch_images", "fit_state", "load_state", "model_file", "predict_probabilities",
-    "read_state_dict", "save_state", "save_weights",
+    "read_state_dict", "save_state", "save_weights", "trained_dataset",
 ]
 
 #: Crops per evaluation forward pass (memory bound, not a method parameter).
@@ -87,6 +89,19 @@ def model_file(path: str | Path) -> Path:
     if not path.is_file():
         raise PatchlesionError(f"{path}: model file not found.")
     return path
+
+
+def trained_dataset(model_path: str | Path) -> DatasetDescription:
+    """The dataset a model was trained on, as the run.json beside it records it; HAM10000 for a
+    model without run.json or from before run.json recorded it."""
+    record_path = Path(model_path).with_name("run.json")
+    if not record_path.is_file():
+        return HAM10000
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError) as error:
+        raise PatchlesionError(f"{record_path}: cannot read the training record ({error}); copy it again from the training folder.") from error
+    return DatasetDescription.from_dict(record["dataset"]) if isinstance(record, dict) and "dataset" in record else HAM10000
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -24,10 +24,16 @@ from PIL import Image
 
 from patchlesion.data.images import load_image, load_images
 from patchlesion.engine.accel import resolve_device
-from patchlesion.engine.inference import EVAL_CROPS_PER_BATCH, fit_state, model_file, predict_probabilities, read_state_dict
+from patchlesion.engine.inference import (
+    EVAL_CROPS_PER_BATCH,
+    fit_state,
+    model_file,
+    predict_probabilities,
+    read_state_dict,
+    trained_dataset,
+)
 from patchlesion.engine.settings import TrainSettings
 from patchlesion.errors import PatchlesionError
-from patchlesion.method.classes import CLASSES
 from patchlesion.method.crops import crop_grid
 from patchlesion.method.model import PatchLesionModel, build_model
 from patchlesion.method.runs import RunSpec
@@ -170,7 +176,8 @@ def predict_images(
     """Class probabilities of images under a trained run's model.
 
     Returns one row per image: ``image`` (the path as given), ``predicted_class``, one probability
-    column per class (:data:`patchlesion.method.classes.CLASSES`, summing to 1) and, for models with
+    column per class (the classes of the model's training, from its run.json, HAM10000's without one;
+    summing to 1) and, for models with
     patch attention, ``attention_0`` ... ``attention_<N-1>``: each evaluation crop's attention
     weight in crop-grid order (``frame.attrs`` holds ``run``, ``image_size``, ``crop_size`` and the
     crops' top-left ``positions``). The run name, ``image_size = (W, H)`` and ``crop_size`` are the
@@ -185,13 +192,14 @@ def predict_images(
     settings = TrainSettings(image_size=geometry.image_size, crop_size=geometry.crop_size, device=device)
     torch_device = resolve_device(device)
     spec = RunSpec.from_name(geometry.run).check_registries()
-    model = fit_state(build_model(spec, len(CLASSES)), state, model_path, spec.name).to(torch_device)
+    classes = trained_dataset(model_file(model_path)).classes.names
+    model = fit_state(build_model(spec, len(classes)), state, model_path, spec.name).to(torch_device)
     check_image_sizes(image_paths, geometry)
     images = load_images(image_paths, settings.image_size)
     probabilities = predict_probabilities(model, images, spec, settings, torch_device)  # (K, C)
     frame = pd.DataFrame({"image": [str(p) for p in image_paths]})
-    frame["predicted_class"] = [CLASSES[i] for i in probabilities.argmax(axis=1)]
-    for i, name in enumerate(CLASSES):
+    frame["predicted_class"] = [classes[i] for i in probabilities.argmax(axis=1)]
+    for i, name in enumerate(classes):
         frame[name] = probabilities[:, i].astype(float)
     frame.attrs.update(run=spec.name, image_size=tuple(settings.image_size), crop_size=settings.crop_size)
     if spec.attention != "none":
@@ -258,13 +266,16 @@ def write_figure4(
 
     if RunSpec.from_name(run_name).attention == "none":
         raise PatchlesionError(f"run {run_name} has no patch attention, so Fig. 4 has nothing to show; pass a run with att_initial, att_end or att_dual.")
+    dataset = trained_dataset(model_file(model_path))  # its classes and label column
     test = index.set_index("image_id").loc[select(split, fold, "test")].reset_index()
-    chosen = test.sort_values("image_id").groupby("class_name", sort=False).head(images_per_class)
-    chosen = chosen.sort_values(["label", "image_id"])
+    test = test.assign(_label=dataset.labels(test), _class=test[dataset.label_column].astype(str))
+    chosen = test.sort_values("image_id").groupby("_class", sort=False).head(images_per_class)
+    chosen = chosen.sort_values(["_label", "image_id"])
     frame = predict_images(run_name, model_path, list(chosen["path"]), image_size, crop_size, device)
     weights = frame[attention_columns(frame)].to_numpy()
     images = [load_image(path, image_size) for path in chosen["path"]]
     positions = crop_grid(weights.shape[1], image_size, crop_size)
-    figure4(images, positions, crop_size, weights, list(chosen["class_name"]), [str(out), str(Path(out).with_suffix(".pdf"))],
-            title=f"Attention weights, {run_name}, fold {fold}", predicted_classes=list(frame["predicted_class"]), class_order=CLASSES)  # fmt: skip
+    figure4(images, positions, crop_size, weights, list(chosen["_class"]), [str(out), str(Path(out).with_suffix(".pdf"))],
+            title=f"Attention weights, {run_name}, fold {fold}", predicted_classes=list(frame["predicted_class"]),
+            class_order=dataset.classes.names)  # fmt: skip
     return len(chosen)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from patchlesion.data.description import HAM10000, DatasetDescription
 from patchlesion.data.splits import select
 from patchlesion.engine.accel import Acceleration, resolve_device
 from patchlesion.engine.batches import TrainingInput, image_source
@@ -32,7 +33,6 @@ from patchlesion.engine.checkpoint import (
 from patchlesion.engine.inference import predict_probabilities, save_state, save_weights
 from patchlesion.engine.settings import TrainSettings, run_seed
 from patchlesion.method.balancing import EpochSampler, make_loss
-from patchlesion.method.classes import CLASSES
 from patchlesion.method.model import build_model
 from patchlesion.method.runs import RunSpec
 from patchlesion.method.strategies import get_strategy
@@ -54,6 +54,7 @@ class _Fold:
 
     spec: RunSpec
     settings: TrainSettings
+    dataset: DatasetDescription
     fold: int
     out_dir: Path
     device: torch.device
@@ -91,17 +92,20 @@ def train_run(
     out_dir: str | Path,
     checkpoint: str | Path | None = None,
     cache: str | Path | None = None,
+    dataset: DatasetDescription = HAM10000,
 ) -> pd.DataFrame:
     """Train one run on one cross-validation fold; writes model.pt (best validation MC-sensitivity),
     model_last.pt, history.csv and run.json into ``out_dir`` and returns the history. Images come
     from the prepared ``cache`` directory when given (:mod:`patchlesion.data.cache`), else are decoded.
+    ``dataset`` gives the classes (one model output each, in label order; run.json records them for
+    evaluation and ``predict``) and the index columns of label and diagnosis type.
 
     With ``checkpoint``, the loop's whole state is saved there after every epoch, a rerun resumes
     from it (bit-identical to an uninterrupted run on the same device and thread count), and it is
     deleted once the outputs are written (see :mod:`patchlesion.engine.checkpoint`)."""
     if checkpoint is not None:
         check_checkpoint_path(checkpoint)  # before anything is written
-    run = _set_up(spec, settings, index, split, fold, Path(out_dir), cache)
+    run = _set_up(spec, settings, index, split, fold, Path(out_dir), cache, dataset)
     if checkpoint is not None:
         _resume(run, checkpoint)
     validate_at = set(settings.validation_epochs())
@@ -128,9 +132,10 @@ def train_run(
 
 def _set_up(
     spec: RunSpec, settings: TrainSettings, index: pd.DataFrame, split: pd.DataFrame, fold: int, out_dir: Path,
-    cache: str | Path | None,
+    cache: str | Path | None, dataset: DatasetDescription,
 ) -> _Fold:  # fmt: skip
     """The fold's images and labels, a freshly seeded model, its optimizer, schedule, sampler and loss."""
+    dataset.check_balancing(spec.balancing)  # before anything is written
     device = resolve_device(settings.device)  # a bad device name stops the job before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
     seed = run_seed(settings.seed, fold)
@@ -139,7 +144,7 @@ def _set_up(
     strategy = get_strategy(spec.strategy)
 
     by_id = index.set_index("image_id")
-    labels = by_id["label"]
+    labels = pd.Series(dataset.labels(index), index=by_id.index)
     train_ids, val_ids = select(split, fold, "train"), select(split, fold, "val")
     log.info("run %s fold %d: %d training, %d validation images, device %s", spec.name, fold, len(train_ids), len(val_ids), device)
     started = time.perf_counter()
@@ -148,15 +153,16 @@ def _set_up(
     train_labels = torch.tensor(labels.loc[train_ids].to_numpy(), dtype=torch.long)
     log.info("%s %d images in %.1f s", "mapped" if cache else "decoded", len(train_ids) + len(val_ids), time.perf_counter() - started)
 
-    model = build_model(spec, len(CLASSES), pretrained=settings.pretrained).to(device)
+    n_classes = len(dataset.classes)
+    model = build_model(spec, n_classes, pretrained=settings.pretrained).to(device)
     accel = Acceleration.from_settings(settings, device)
     forward, scaler = accel.prepare(model), accel.grad_scaler()
     batches = TrainingInput(train_images, strategy, spec, settings.crop_size, device, accel.channels_last)
     log.info("device settings: %s", accel.describe())
     sampler = EpochSampler(spec.balancing, train_labels.numpy(), generator)
     criterion = make_loss(
-        spec.balancing, train_labels.numpy(), len(CLASSES), spec.k, device,
-        train_dx_types=by_id.loc[train_ids, "dx_type"].to_numpy(), diagnosis_scope=spec.diagnosis_scope,
+        spec.balancing, train_labels.numpy(), n_classes, spec.k, device, train_dx_types=_diagnosis_types(dataset, index, train_ids),
+        diagnosis_scope=spec.diagnosis_scope, classes=dataset.classes,
     )  # fmt: skip
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=_lr_milestones(settings), gamma=0.5)
@@ -169,12 +175,18 @@ def _set_up(
         val_ids=val_ids, train_labels=train_labels.tolist(), stateful=sorted(stateful),
     )  # fmt: skip
     return _Fold(
-        spec=spec, settings=settings, fold=fold, out_dir=out_dir, device=device, seed=seed, generator=generator,
+        spec=spec, settings=settings, dataset=dataset, fold=fold, out_dir=out_dir, device=device, seed=seed, generator=generator,
         train_ids=train_ids, val_labels=labels.loc[val_ids].to_numpy(), train_labels=train_labels, val_images=val_images,
         model=model, accel=accel, forward=forward, scaler=scaler, batches=batches,
         batch_images=settings.images_per_batch(strategy.plain), sampler=sampler, criterion=criterion,
         optimizer=optimizer, scheduler=scheduler, stateful=stateful, run_hash=run_hash, started=started,
     )  # fmt: skip
+
+
+def _diagnosis_types(dataset: DatasetDescription, index: pd.DataFrame, image_ids: list[str]):
+    """The diagnosis types of ``image_ids`` in that order, or None when the dataset has none."""
+    types = dataset.diagnosis_types(index)
+    return None if types is None else pd.Series(types, index=index["image_id"]).loc[image_ids].to_numpy()
 
 
 def _resume(run: _Fold, checkpoint: str | Path) -> None:
@@ -222,7 +234,7 @@ def _validate(run: _Fold, row: dict) -> str:
     """Validation scores into ``row``; a new best score (its first occurrence) keeps the weights as
     model.pt. Returns the log message's validation part."""
     probabilities = predict_probabilities(run.model, run.val_images, run.spec, run.settings, run.device)
-    scores = classification_metrics(run.val_labels, probabilities.argmax(1), probabilities)
+    scores = classification_metrics(run.val_labels, probabilities.argmax(1), probabilities, class_names=run.dataset.classes.names)
     for key in ("mc_sensitivity", "mc_specificity", "f1", "accuracy"):
         row[f"val_{key}"] = scores[key]
     if scores["mc_sensitivity"] > run.best:  # first occurrence of the best value is kept
@@ -241,7 +253,7 @@ def _write_outputs(run: _Fold) -> pd.DataFrame:
     history["best"] = history.get("best", pd.Series(dtype=bool)).fillna(False).astype(bool)
     history.to_csv(run.out_dir / "history.csv", index=False)
     record = {
-        "run": run.spec.name, "fold": run.fold, "spec": run.spec.to_dict(), "settings": run.settings.to_dict(),
+        "run": run.spec.name, "fold": run.fold, "spec": run.spec.to_dict(), "settings": run.settings.to_dict(), "dataset": run.dataset.to_dict(),
         "seed": run.seed, "settings_hash": run.run_hash, "device": str(run.device), "acceleration": run.accel.describe(),
         "torch": torch.__version__, "wall_seconds": time.perf_counter() - run.started, "epoch_seconds": epoch_seconds,
         "resumed_from_epoch": run.finished + 1 if run.finished else None, **provenance(run.device),

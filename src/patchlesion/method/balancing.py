@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from patchlesion.errors import PatchlesionError
-from patchlesion.method.classes import BENIGN_CLASSES, CLASSES, DX_TYPES
+from patchlesion.method.classes import BENIGN_CLASSES, CLASSES, DX_TYPES, HAM10000_CLASSES, ClassSet
 from patchlesion.method.registry import Registry
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "diagnosis_weighted_loss",
     "make_loss",
     "plain_loss",
+    "scope_classes",
 ]
 
 #: Diagnosis-guided loss weighting (Sec. II-F): factor per HAM10000 ``dx_type``, the authors'
@@ -54,12 +55,28 @@ DIAGNOSIS_FACTORS: dict[str, float] = {"consensus": 1.0, "follow_up": 2.0, "conf
 #: Classes whose examples receive their diagnosis factor, per ``diagnosis_scope``
 #: (docs/method.md §5.2, docs/fidelity.md §5): ``benign`` the paper's text, ``nevus`` the released code's comment,
 #: ``all`` what the released code effectively did (its nevus test reads a leftover loop variable
-#: that is always NV).
+#: that is always NV). These are HAM10000's; :func:`scope_classes` gives them for any class set.
 DIAGNOSIS_SCOPE_CLASSES: dict[str, tuple[str, ...]] = {
     "benign": BENIGN_CLASSES,
     "nevus": ("NV",),
     "all": CLASSES,
 }
+
+
+def scope_classes(scope: str, classes: ClassSet = HAM10000_CLASSES) -> tuple[str, ...]:
+    """The classes of ``classes`` whose examples receive their diagnosis factor under ``scope``:
+    ``benign`` the class set's benign classes, ``nevus`` its class NV, ``all`` every class."""
+    if scope not in DIAGNOSIS_SCOPE_CLASSES:
+        raise PatchlesionError(
+            f"diagnosis scope {scope!r} is unknown; choose one of {', '.join(DIAGNOSIS_SCOPE_CLASSES)}."
+        )
+    chosen = {"benign": classes.benign, "nevus": ("NV",), "all": classes.names}[scope]
+    if not set(chosen) <= set(classes.names) or not chosen:
+        raise PatchlesionError(
+            f"diagnosis scope {scope!r} names no class of this dataset ({', '.join(classes.names)}: "
+            f"benign {', '.join(classes.benign) or 'none'}); choose diagnosis scope 'all', or declare the dataset's benign classes."
+        )
+    return chosen
 
 
 def class_weights(labels: np.ndarray, n_classes: int, k: float = 1.0) -> np.ndarray:
@@ -78,19 +95,16 @@ def class_weights(labels: np.ndarray, n_classes: int, k: float = 1.0) -> np.ndar
     return weights
 
 
-def diagnosis_factors(labels: np.ndarray, dx_types, scope: str = "benign") -> np.ndarray:
+def diagnosis_factors(labels: np.ndarray, dx_types, scope: str = "benign", classes: ClassSet = HAM10000_CLASSES) -> np.ndarray:
     """Diagnosis-guided loss weighting (Sec. II-F): each example's factor d_i.
 
     d_i is :data:`DIAGNOSIS_FACTORS` of the image's *own* ``dx_type`` if its class is in ``scope``
-    (:data:`DIAGNOSIS_SCOPE_CLASSES`), else 1.0. ``labels`` are class indices in :data:`CLASSES`
+    (:func:`scope_classes` of ``classes``), else 1.0. ``labels`` are class indices in ``classes``
     order. The released code's misaligned lookup -- the sample's position in the fold's training
     list used as a global image index, so that most images get the factor of an unrelated image
     (docs/method.md §5.2) -- is deliberately not reproduced.
     """
-    if scope not in DIAGNOSIS_SCOPE_CLASSES:
-        raise PatchlesionError(
-            f"diagnosis scope {scope!r} is unknown; choose one of {', '.join(DIAGNOSIS_SCOPE_CLASSES)}."
-        )
+    in_scope_names = scope_classes(scope, classes)
     labels = np.asarray(labels, dtype=int)
     dx_types = np.asarray(dx_types, dtype=object)
     if labels.shape != dx_types.shape or labels.ndim != 1:
@@ -104,7 +118,7 @@ def diagnosis_factors(labels: np.ndarray, dx_types, scope: str = "benign") -> np
             f"dx_type value(s) {', '.join(map(repr, unknown))} have no diagnosis factor; the metadata's "
             f"dx_type column must hold one of {', '.join(DX_TYPES)}."
         )
-    in_scope = np.isin(labels, [CLASSES.index(c) for c in DIAGNOSIS_SCOPE_CLASSES[scope]])
+    in_scope = np.isin(labels, [classes.index(c) for c in in_scope_names])
     own = np.array([DIAGNOSIS_FACTORS[str(t)] for t in dx_types], dtype=float)
     return np.where(in_scope, own, 1.0)
 
@@ -223,7 +237,7 @@ BALANCINGS: Registry[Balancing] = Registry("balancing", make=Balancing)
 @BALANCINGS.register("balanced_batches", sampling=BalancedBatches)
 @BALANCINGS.register("oversampling", sampling=Oversampling)
 @BALANCINGS.register("none")
-def plain_loss(train_labels, n_classes, k, device, train_dx_types=None, diagnosis_scope="benign") -> Callable:
+def plain_loss(train_labels, n_classes, k, device, train_dx_types=None, diagnosis_scope="benign", classes=None) -> Callable:
     """Plain mean cross-entropy."""
     from torch import nn
 
@@ -232,7 +246,7 @@ def plain_loss(train_labels, n_classes, k, device, train_dx_types=None, diagnosi
 
 
 @BALANCINGS.register("loss_weighting", weighted_loss=True)
-def class_weighted_loss(train_labels, n_classes, k, device, train_dx_types=None, diagnosis_scope="benign") -> Callable:
+def class_weighted_loss(train_labels, n_classes, k, device, train_dx_types=None, diagnosis_scope="benign", classes=None) -> Callable:
     """Loss weighting (Sec. II-F): class weights w = (N/N_c)^k as PyTorch's weighted mean
     ``sum_i w_{y_i} l_i / sum_i w_{y_i}`` (so a global scale of the weights is irrelevant)."""
     import torch
@@ -244,9 +258,10 @@ def class_weighted_loss(train_labels, n_classes, k, device, train_dx_types=None,
 
 
 @BALANCINGS.register("diagnosis_weighting", weighted_loss=True, diagnosis_factors=True)
-def diagnosis_weighted_loss(train_labels, n_classes, k, device, train_dx_types=None, diagnosis_scope="benign") -> Callable:
+def diagnosis_weighted_loss(train_labels, n_classes, k, device, train_dx_types=None, diagnosis_scope="benign", classes=None) -> Callable:
     """Diagnosis-guided weighting (Sec. II-F): ``(1/B) sum_i w_{y_i} d_i l_i`` with d_i from
-    :func:`diagnosis_factors` (``train_dx_types``, ``diagnosis_scope``) -- a *plain* batch mean, not
+    :func:`diagnosis_factors` (``train_dx_types``, ``diagnosis_scope``, ``classes``, by default
+    HAM10000's) -- a *plain* batch mean, not
     divided by the sum of weights, because that is how the authors' code normalises mode 6
     (docs/method.md §5.2); the loss scale thus grows with the weights."""
     import torch
@@ -259,7 +274,7 @@ def diagnosis_weighted_loss(train_labels, n_classes, k, device, train_dx_types=N
             "dx_type column); this dataset has none, so choose another balancing."
         )
     factors = torch.tensor(
-        diagnosis_factors(train_labels, train_dx_types, diagnosis_scope), dtype=torch.float32, device=device
+        diagnosis_factors(train_labels, train_dx_types, diagnosis_scope, classes or HAM10000_CLASSES), dtype=torch.float32, device=device
     )
 
     def diagnosis_weighted(logits, target, positions=None):
@@ -317,12 +332,15 @@ def make_loss(
     device,
     train_dx_types=None,
     diagnosis_scope: str = "benign",
+    classes: ClassSet | None = None,
 ) -> Callable:
     """Training criterion of a balancing scheme: ``loss(logits, target, positions=None) -> scalar``
     (:func:`plain_loss`, :func:`class_weighted_loss` or :func:`diagnosis_weighted_loss`).
 
     ``positions`` are the batch samples' positions in the training list (what
     :meth:`EpochSampler.epoch_order` yields); only diagnosis weighting uses them, to look up each
-    example's diagnosis factor.
+    example's diagnosis factor, and only it reads ``classes`` (the benign ones; HAM10000's when None).
     """
-    return BALANCINGS[balancing].loss(train_labels, n_classes, k, device, train_dx_types, diagnosis_scope)
+    if classes is not None and len(classes) != n_classes:
+        raise PatchlesionError(f"{n_classes} model outputs but {len(classes)} classes ({', '.join(classes.names)}); they must match.")
+    return BALANCINGS[balancing].loss(train_labels, n_classes, k, device, train_dx_types, diagnosis_scope, classes)

@@ -295,7 +295,7 @@ def write_table_figures(
     """A table's diagnostic figures from its runs' fold metrics.json files; returns the best run.
 
     ``confusion``: the confusion matrix of the best run (:func:`patchlesion.results.tables.best_run`),
-    its folds summed; ``curves``: every run's training history (history.csv beside each metrics.json)
+    its folds summed, labelled with the class names its metrics.json records; ``curves``: every run's training history (history.csv beside each metrics.json)
     averaged over its folds. Both are PNG paths; a PDF is written beside each.
     """
     runs: dict[str, list[tuple[Path, dict]]] = {}
@@ -303,7 +303,8 @@ def write_table_figures(
         runs.setdefault(metrics["run"], []).append((path, metrics))
     best = best_run({run: [m for _, m in folds] for run, folds in runs.items()})
     matrix = np.sum([np.asarray(m["confusion_matrix"]) for _, m in runs[best]], axis=0)
-    confusion_matrix_figure(matrix, CLASSES, [str(confusion), str(Path(confusion).with_suffix(".pdf"))], f"Table {table}, best run: {run_label(best, labels)} (folds summed)")
+    class_names = runs[best][0][1].get("class_names", CLASSES)  # metrics.json names its classes
+    confusion_matrix_figure(matrix, class_names, [str(confusion), str(Path(confusion).with_suffix(".pdf"))], f"Table {table}, best run: {run_label(best, labels)} (folds summed)")
     histories = {
         run_label(run, labels): mean_history([read_csv_beside(path, "history.csv", "training history") for path, _ in folds])
         for run, folds in runs.items()
