@@ -26,7 +26,7 @@ rule train:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion train --index {input.index:q} --split {input.split:q} --fold {wildcards.fold} "
+        "patchlesion train --dataset {wildcards.dataset} --index {input.index:q} --split {input.split:q} --fold {wildcards.fold} "
         "--run {wildcards.run} --out-dir {params.out_dir:q} --checkpoint {params.checkpoint:q} --cache {params.cache:q} "
         "--threads {threads} {params.settings} > {log:q} 2>&1"
 
