@@ -121,6 +121,32 @@ def test_demo_trains_on_a_ham10000_folder_of_200x150_images(tmp_path):
     assert not (tmp_path / "resources" / "ham10000").exists()  # nothing downloaded
 
 
+#: The demo's jobs on a HAM10000 copy (docs/running.md §11): the demo's grid, with the copy indexed
+#: instead of synthesized and the ISIC 2018 test set downloaded instead of synthesized.
+SMOKE_JOBS = {"index": 2, "split": 1, "prepare": 2, "train": 42, "evaluate": 42, "download_isic2018_test": 1, "official_test": 7,
+              "official_test_table": 1, "table": 4, "table_figures": 4, "figure4": 1, "figure5": 1, "claims": 1, "report_md": 1, "all": 1}  # fmt: skip
+
+
+def test_smoke_run_plans_the_demo_grid_on_a_ham10000_copy(tmp_path):
+    """The smoke run's one command as docs/running.md §11 gives it, planned: the miniature grid on the copy at 160x120."""
+    ham = tmp_path / "ham"
+    make_synthetic_ham10000(ham, n_images=60, image_size=(600, 450), seed=5)
+    result = snakemake("-n", "-p", "--cores", "all", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path),
+                       "--config", "preset=demo", "dataset=ham10000", f"ham10000_dir={ham}")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    stats = result.stdout + result.stderr
+    assert {rule: _job_count(stats, rule) for rule in SMOKE_JOBS} == SMOKE_JOBS
+    assert _job_count(stats, "total") == sum(SMOKE_JOBS.values()) == 111  # and no other rule (no synthesize, no download_ham10000)
+    assert f"patchlesion index --data-dir {ham} --out results/ham10000/index.csv " in stats
+    assert "patchlesion split --index results/ham10000/index.csv --method stratified " in stats
+    train = [line for line in stats.splitlines() if line.startswith("Shell command: patchlesion train ")]
+    assert len(train) == 42
+    for line in train:
+        assert "--index results/ham10000/index.csv " in line and "--cache results/ham10000/cache/160x120 " in line, line
+        assert " --run tiny-" in line and "--image-size 160 120 --crop-size 48 " in line and "--epochs 10 " in line, line
+    assert sorted(line.split("--fold ")[1].split()[0] for line in train) == ["1"] * 21 + ["2"] * 21
+
+
 @pytest.mark.slow
 def test_a_failing_job_shows_its_reason_in_the_terminal(tmp_path):
     """The reason is in the job's log; profiles/default (show-failed-logs) prints it, so a newcomer does
