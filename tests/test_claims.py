@@ -202,6 +202,9 @@ def test_claims_without_results_are_not_run_with_the_reason_and_backbones_are_op
     assert "| 1 | A − B | timm:convnext_tiny | +50.0 [+50.0, +50.0] | — | reproduced |" in text
     assert "| 2 | Table IV | — | — | — | not run: this run has no results of Table IV |" in text
     assert "says nothing about the paper" not in claims_markdown(results, claims, synthetic=False)
+    # the demo's tiny CNN on real data (the smoke run on a HAM10000 copy) is labelled as well
+    tiny = results.assign(backbone=results["backbone"].replace("densenet121", "tiny"))
+    assert "The demo's tiny CNN: this section says nothing about the paper" in claims_markdown(tiny, claims, synthetic=False)
 
 
 def test_paper_delta_is_the_papers_own_difference():
