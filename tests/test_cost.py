@@ -181,6 +181,7 @@ def test_each_computation_is_timed_once_under_its_first_shape():
         "tiny-multi_crop-nc16-mean-loss_weighting-k1",  # 9 x 16 = 144 crops: A's forward, only its rest
         "tiny-downsample-nc1-mean-loss_weighting-k1",  # another input strategy: its own step; the plain model's checkpoint, 144 crops
         B,  # 9 crops, initial attention: its own step and checkpoint (N x N layer); 16 x 9 = 144 crops
+        D,  # B but end attention: its own step, checkpoint and rest
         "tiny-ordered-nc5-mean-loss_weighting-k1-att_initial-pd0.1",  # a 5 x 5 attention layer; 28 x 5 = 140 crops
         "tiny-ordered-nc9-gru-loss_weighting-k1-pd0.1",  # the GRU head: its own step and checkpoint
         "tiny-ordered-nc9-gru-loss_weighting-k1-pd0.1-norm_imagenet",  # normalised input: its own step and rest, the same tensors
@@ -195,8 +196,9 @@ def test_each_computation_is_timed_once_under_its_first_shape():
         (names[5], ("train", "checkpoint", "rest")),
         (names[6], ("train", "checkpoint", "rest")),
         (names[7], ("train", "checkpoint", "rest")),
-        (names[8], ("train", "rest")),
-        (names[9], ("train", "checkpoint", "forward", "rest")),
+        (names[8], ("train", "checkpoint", "rest")),
+        (names[9], ("train", "rest")),
+        (names[10], ("train", "checkpoint", "forward", "rest")),
     ]
 
 
