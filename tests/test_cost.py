@@ -33,14 +33,17 @@ GRID = Grid(
     OfficialTest("II", "test_set"),
 )
 SETTINGS = TrainSettings(epochs=2, batch_size=4, plain_batch_size=5, validation_every=2, image_size=(64, 48), crop_size=16)
-PLAIN, PATCH, END = ("tiny", "multi_crop", 1, "mean", "none", 5), ("tiny", "ordered", 9, "mean", "initial", 4), ("tiny", "ordered", 9, "mean", "end", 4)
+PLAIN, PATCH, END = (("tiny", "multi_crop", 1, "mean", "none", "none", 5), ("tiny", "ordered", 9, "mean", "initial", "none", 4),
+                     ("tiny", "ordered", 9, "mean", "end", "none", 4))  # fmt: skip
 TIMES = StepTimes(
     train_step={PLAIN: 0.5, PATCH: 2.0, END: 3.0},
-    checkpoint={PLAIN: 0.1, PATCH: 0.2, END: 0.3},
-    eval_batch={
-        ("tiny", "multi_crop", 9, "mean", "none"): 1.0,
-        ("tiny", "ordered", 9, "mean", "initial"): 4.0,
-        ("tiny", "ordered", 9, "mean", "end"): 5.0,
+    checkpoint={("tiny", 1, "mean", "none"): 0.1, ("tiny", 9, "mean", "initial"): 0.2, ("tiny", 9, "mean", "end"): 0.3},
+    # an evaluation batch: the backbone's forward over 144 crops, shared by A, B, C and D, plus each shape's rest (1.0, 4.0, 5.0 in all)
+    eval_forward={("tiny", 144): 0.75},
+    eval_rest={
+        ("tiny", "multi_crop", 9, "mean", "none", "none", "code"): 0.25,
+        ("tiny", "ordered", 9, "mean", "initial", "none", "code"): 3.25,
+        ("tiny", "ordered", 9, "mean", "end", "none", "code"): 4.25,
     },
     startup={("tiny", "train"): 10.0, ("tiny", "evaluate"): 7.0},
     load_per_image=0.01,
@@ -152,19 +155,72 @@ def test_the_workflow_passes_the_jobs_it_plans(tmp_path):
     assert grid.official_test == OfficialTest("II", "isic2018_test")
 
 
+def test_an_evaluation_batch_is_the_shared_backbone_forward_plus_its_own_rest():
+    """Priced by hand: the forward is looked up by backbone and crops per batch, the rest by shape."""
+    e5 = "tiny-ordered-nc5-mean-loss_weighting-k1-att_initial-pd0.1"  # 144 // 5 = 28 images, 140 crops: a forward of its own
+    times = StepTimes({**TIMES.train_step, ("tiny", "ordered", 5, "mean", "initial", "none", 4): 1.0},
+                      {**TIMES.checkpoint, ("tiny", 5, "mean", "initial"): 0.1}, {("tiny", 144): 0.75, ("tiny", 140): 0.7},
+                      {**TIMES.eval_rest, ("tiny", "ordered", 5, "mean", "initial", "none", "code"): 0.1}, TIMES.startup)  # fmt: skip
+    model = CostModel(SETTINGS, times, FOLDS, {"test_set": 40})
+    jobs = model.jobs(Grid((GridTable("III", "data", (1, 2), (A, B, e5)),))).set_index(["run", "kind"])["seconds"]
+    # 7 s start-up + ceil(5 test images / 16) = 1 batch per fold: A 0.75 + 0.25, B 0.75 + 3.25, e5 (ceil(5/28) = 1) 0.7 + 0.1
+    assert jobs[A, "evaluate"] == pytest.approx(2 * (7 + 1.0))
+    assert jobs[B, "evaluate"] == pytest.approx(2 * (7 + 4.0))
+    assert jobs[e5, "evaluate"] == pytest.approx(2 * (7 + 0.8))
+
+
+def test_each_computation_is_timed_once_under_its_first_shape():
+    """Worked by hand: what is timed on each distinct shape's model (the plan's shapes table lists the same)."""
+    from patchlesion.engine.steptimes import timing_tasks
+    from patchlesion.method.runs import RunSpec
+
+    names = [
+        A,  # first of everything: plain training step (one crop), its checkpoint, the forward over 144 crops
+        C,  # A's evaluation shape (balancing changes no shape): not a shape of its own
+        "tiny-multi_crop-nc5-mean-loss_weighting-k1",  # A's training step and checkpoint; 140 crops: a forward of its own
+        "tiny-multi_crop-nc16-mean-loss_weighting-k1",  # 9 x 16 = 144 crops: A's forward, only its rest
+        "tiny-downsample-nc1-mean-loss_weighting-k1",  # another input strategy: its own step; the plain model's checkpoint, 144 crops
+        B,  # 9 crops, initial attention: its own step and checkpoint (N x N layer); 16 x 9 = 144 crops
+        D,  # B but end attention: its own step, checkpoint and rest
+        "tiny-ordered-nc5-mean-loss_weighting-k1-att_initial-pd0.1",  # a 5 x 5 attention layer; 28 x 5 = 140 crops
+        "tiny-ordered-nc9-gru-loss_weighting-k1-pd0.1",  # the GRU head: its own step and checkpoint
+        "tiny-ordered-nc9-gru-loss_weighting-k1-pd0.1-norm_imagenet",  # normalised input: its own step and rest, the same tensors
+        "densenet121-multi_crop-nc9-mean-loss_weighting-k1",  # another backbone: everything again
+    ]
+    tasks = timing_tasks([RunSpec.from_name(name) for name in names], SETTINGS)
+    assert [(spec.name, parts) for spec, parts in tasks] == [
+        (names[0], ("train", "checkpoint", "forward", "rest")),
+        (names[2], ("forward", "rest")),
+        (names[3], ("rest",)),
+        (names[4], ("train", "rest")),
+        (names[5], ("train", "checkpoint", "rest")),
+        (names[6], ("train", "checkpoint", "rest")),
+        (names[7], ("train", "checkpoint", "rest")),
+        (names[8], ("train", "checkpoint", "rest")),
+        (names[9], ("train", "rest")),
+        (names[10], ("train", "checkpoint", "forward", "rest")),
+    ]
+
+
 def test_step_times_are_measured_through_the_jobs_code_on_the_cpu(monkeypatch):
     from patchlesion.engine import steptimes
     from patchlesion.method.runs import RunSpec
 
     monkeypatch.setattr(steptimes, "startup_seconds", lambda backbone, kind, device, threads=None: 1.5)
     settings = TrainSettings(batch_size=3, plain_batch_size=4, image_size=(40, 32), crop_size=16, device="cpu")
+    a5 = "tiny-multi_crop-nc5-mean-loss_weighting-k1"
     # one thread per shape: on a machine with several cores, the shapes are timed side by side in other processes
-    times = steptimes.measure([RunSpec.from_name(name) for name in (A, B, C)], settings, steps=2, threads=1)
-    # A and C share their training and evaluation shapes: two of each, two timed steps each
-    assert set(times.train_step) == {("tiny", "multi_crop", 1, "mean", "none", 4), ("tiny", "ordered", 9, "mean", "initial", 3)}
-    assert len(times.eval_batch) == 2 and {times.steps[shape] for shape in [*times.train_step, *times.eval_batch]} == {2}
-    assert {times.steps[(*shape, "checkpoint")] for shape in times.train_step} == {3}  # the median of three writes
-    assert all(t > 0 for t in [*times.train_step.values(), *times.checkpoint.values(), *times.eval_batch.values(), times.load_per_image])
+    times = steptimes.measure([RunSpec.from_name(name) for name in (A, B, C, a5)], settings, steps=2, threads=1)
+    # A, C and a5 share the plain training step and checkpoint; A, B and C the forward over 144 crops, a5 has 140
+    assert set(times.train_step) == {("tiny", "multi_crop", 1, "mean", "none", "none", 4), ("tiny", "ordered", 9, "mean", "initial", "none", 3)}
+    assert set(times.checkpoint) == {("tiny", 1, "mean", "none"), ("tiny", 9, "mean", "initial")}
+    assert set(times.eval_forward) == {("tiny", 144), ("tiny", 140)} and len(times.eval_rest) == 3
+    assert {count for (part, _), count in times.steps.items() if part != "checkpoint"} == {2}
+    assert {count for (part, _), count in times.steps.items() if part == "checkpoint"} == {3}  # the median of three writes
+    assert len(times.steps) == 2 + 2 + 2 + 3
+    measured = [*times.train_step.values(), *times.checkpoint.values(), *times.eval_forward.values(), *times.eval_rest.values()]
+    assert all(t > 0 for t in [*measured, times.load_per_image])
+    assert times.eval_batch(RunSpec.from_name(a5)) == times.eval_forward["tiny", 140] + times.eval_rest[next(k for k in times.eval_rest if k[2] == 5)]
     assert times.startup == {("tiny", "train"): 1.5, ("tiny", "evaluate"): 1.5}
 
 

@@ -12,8 +12,10 @@ multiplies. One job's seconds (``t_*`` measured per model shape, counts from the
 * official test (run) = start-up + folds x batches(n_official) x t_eval
 
 where steps = ceil(positions per epoch / images per batch), the positions per epoch being the
-sampler's (oversampling: C x the largest class), and batches(n) = ceil(n / images per evaluation
-batch). Device-hours are the jobs' seconds summed, each job alone on a device. With D devices and J
+sampler's (oversampling: C x the largest class), batches(n) = ceil(n / images per evaluation batch)
+and t_eval = t_forward + t_rest: the backbone's forward over the batch's crops, measured once per
+backbone and crops per batch (:func:`forward_shape`), and the rest of the batch (input crops,
+attention, head), measured per shape (:func:`evaluation_shape`). Device-hours are the jobs' seconds summed, each job alone on a device. With D devices and J
 jobs per device, each job keeping the fraction E of its lone speed (E = 1/J unless measured: J jobs
 on one device are then no faster together than one), the wall-clock hours are
 max(device-hours / (D x J x E), longest job / E).
@@ -42,9 +44,11 @@ __all__ = [
     "FoldSizes",
     "Projection",
     "StepTimes",
+    "checkpoint_shape",
     "distinct_shapes",
     "evaluation_shape",
     "fold_sizes",
+    "forward_shape",
     "training_shape",
 ]
 
@@ -72,14 +76,32 @@ def fold_sizes(index: pd.DataFrame, split: pd.DataFrame, fold: int) -> FoldSizes
 def training_shape(spec: RunSpec, settings: TrainSettings) -> tuple:
     """What a training step's time depends on: backbone, input strategy, crops per training image
     (1 for the plain strategies, which train on one crop, docs/method.md §3), aggregation,
-    attention and images per batch."""
+    attention, input normalisation and images per batch."""
     plain = get_strategy(spec.strategy).plain
-    return (spec.backbone, spec.strategy, 1 if plain else spec.n_crops, spec.aggregation, spec.attention, settings.images_per_batch(plain))
+    return (spec.backbone, spec.strategy, 1 if plain else spec.n_crops, spec.aggregation, spec.attention, spec.normalisation,
+            settings.images_per_batch(plain))  # fmt: skip
+
+
+def checkpoint_shape(spec: RunSpec) -> tuple:
+    """What a checkpoint write's time depends on: the tensors written, the model's parameters and
+    Adam's two moments of each, set by the backbone, the crops per training image (1 for the plain
+    model, which has no layer per crop), the head and the attention blocks (N x N each); the
+    strategy, batch size and normalisation (no parameters) do not change them."""
+    return (spec.backbone, 1 if get_strategy(spec.strategy).plain else spec.n_crops, spec.aggregation, spec.attention)
 
 
 def evaluation_shape(spec: RunSpec) -> tuple:
-    """What an evaluation batch's time depends on: backbone, input strategy, NC, aggregation, attention."""
-    return (spec.backbone, spec.strategy, spec.n_crops, spec.aggregation, spec.attention)
+    """What an evaluation batch's time besides the backbone's forward depends on: the input crops
+    (strategy, NC, Single-Crop's centre crop), normalisation, attention and head (backbone: its
+    feature size)."""
+    return (spec.backbone, spec.strategy, spec.n_crops, spec.aggregation, spec.attention, spec.normalisation, spec.centre_crop)
+
+
+def forward_shape(spec: RunSpec) -> tuple[str, int]:
+    """What the backbone's forward over an evaluation batch depends on: the backbone and the crops
+    per batch (NC x images per batch), all of the plan's crop size and precision; shapes that agree
+    in both run the same computation there, whatever their strategy, attention or head."""
+    return (spec.backbone, spec.n_crops * evaluation_batch_images(spec.n_crops))
 
 
 def distinct_shapes(specs: list[RunSpec]) -> dict[tuple, RunSpec]:
@@ -95,11 +117,16 @@ class StepTimes:
     """Seconds measured on one device (:func:`patchlesion.engine.steptimes.measure`), by shape."""
 
     train_step: dict[tuple, float]  # training_shape -> one optimizer step, input included
-    checkpoint: dict[tuple, float]  # training_shape -> one write of the resume checkpoint
-    eval_batch: dict[tuple, float]  # evaluation_shape -> one evaluation batch
+    checkpoint: dict[tuple, float]  # checkpoint_shape -> one write of the resume checkpoint
+    eval_forward: dict[tuple, float]  # forward_shape -> the backbone's forward over one evaluation batch
+    eval_rest: dict[tuple, float]  # evaluation_shape -> the rest of one evaluation batch: input crops, attention, head
     startup: dict[tuple[str, str], float]  # (backbone, "train" or "evaluate") -> process start to a built model
     load_per_image: float = 0.0  # holding one training image resident on the device
-    steps: dict[tuple, int] = field(default_factory=dict)  # shape (+ "checkpoint") -> timed steps, batches or writes
+    steps: dict[tuple[str, tuple], int] = field(default_factory=dict)  # (part, shape) -> timed steps, batches or writes
+
+    def eval_batch(self, spec: RunSpec) -> float:
+        """Seconds of one evaluation batch of ``spec``: the backbone's forward plus the rest."""
+        return self.eval_forward[forward_shape(spec)] + self.eval_rest[evaluation_shape(spec)]
 
 
 @dataclass(frozen=True)
@@ -178,23 +205,20 @@ class CostModel:
         except KeyError:
             raise PatchlesionError(f"fold {fold} of dataset {dataset!r} is planned but no --index/--split of it was given.") from None
 
-    def _eval_batch(self, spec: RunSpec) -> float:
-        return self.times.eval_batch[evaluation_shape(spec)]
-
     def _job(self, spec: RunSpec, dataset: str, kind: str, fold: int) -> tuple[int, int, float]:
         """(optimizer steps, evaluation batches, seconds) of one training or evaluation job."""
         sizes, settings, times = self._sizes(dataset, fold), self.settings, self.times
         per_batch = evaluation_batch_images(spec.n_crops)
         if kind == "evaluate":
             batches = math.ceil(sizes.test / per_batch)
-            return 0, batches, times.startup[spec.backbone, "evaluate"] + batches * self._eval_batch(spec)
+            return 0, batches, times.startup[spec.backbone, "evaluate"] + batches * times.eval_batch(spec)
         shape = training_shape(spec, settings)
         positions = len(EpochSampler(spec.balancing, sizes.train_labels, generator=None))
         steps = settings.epochs * math.ceil(positions / shape[-1])
         batches = len(settings.validation_epochs()) * math.ceil(sizes.validation / per_batch)
         seconds = (
             times.startup[spec.backbone, "train"] + times.load_per_image * len(sizes.train_labels)
-            + steps * times.train_step[shape] + settings.epochs * times.checkpoint[shape] + batches * self._eval_batch(spec)
+            + steps * times.train_step[shape] + settings.epochs * times.checkpoint[checkpoint_shape(spec)] + batches * times.eval_batch(spec)
         )  # fmt: skip
         return steps, batches, seconds
 
@@ -203,7 +227,7 @@ class CostModel:
         if test_set not in self.test_sets:
             raise PatchlesionError(f"the grid has official-test jobs on {test_set!r} but no --index of it was given.")
         batches = len(folds) * math.ceil(self.test_sets[test_set] / evaluation_batch_images(spec.n_crops))
-        return 0, batches, self.times.startup[spec.backbone, "evaluate"] + batches * self._eval_batch(spec)
+        return 0, batches, self.times.startup[spec.backbone, "evaluate"] + batches * self.times.eval_batch(spec)
 
 
 def summarise(jobs: pd.DataFrame, projection: Projection) -> pd.DataFrame:

@@ -14,9 +14,11 @@ from patchlesion.engine.cost import (
     Projection,
     StepTimes,
     budget_advice,
+    checkpoint_shape,
     distinct_shapes,
     evaluation_shape,
     fold_sizes,
+    forward_shape,
     grid_line,
     summarise,
     training_shape,
@@ -130,18 +132,24 @@ def _device_text(settings: TrainSettings, threads: int | None) -> str:
 
 
 def _shapes(times: StepTimes, specs: list[RunSpec], settings: TrainSettings) -> pd.DataFrame:
-    """One row per measured time: the shape, what was timed, images per batch, seconds, timed steps."""
-    rows = []
+    """One row per measured time, under the first shape that has it: what was timed, images (or
+    crops) per batch, seconds, timed steps; and each shape's evaluation batch, backbone plus rest."""
+    rows, seen = [], set()
+
+    def add(part: str, key: tuple, shape: str, what: str, images, seconds: dict) -> None:
+        if (part, key) not in seen:
+            seen.add((part, key))
+            rows.append({"shape": shape, "what": what, "images": images, "seconds": seconds[key], "timed": times.steps.get((part, key), "")})
+
     for spec in distinct_shapes(specs).values():
-        train, evaluate = training_shape(spec, settings), evaluation_shape(spec)
-        name = "-".join(map(str, evaluate))
-        if train in times.train_step and not any(r["key"] == train for r in rows):
-            rows.append({"key": train, "shape": name, "what": "training step", "images": train[-1],
-                         "seconds": times.train_step[train], "timed": times.steps.get(train, "")})  # fmt: skip
-            rows.append({"key": train, "shape": name, "what": "checkpoint write", "images": "", "seconds": times.checkpoint[train],
-                         "timed": times.steps.get((*train, "checkpoint"), "")})  # fmt: skip
-        rows.append({"key": evaluate, "shape": name, "what": "evaluation batch", "images": evaluation_batch_images(spec.n_crops),
-                     "seconds": times.eval_batch[evaluate], "timed": times.steps.get(evaluate, "")})  # fmt: skip
-    rows += [{"key": k, "shape": k[0], "what": f"{k[1]} job start-up", "images": "", "seconds": s, "timed": 1} for k, s in times.startup.items()]
-    rows.append({"key": "load", "shape": "any", "what": "loading, per training image", "images": 1, "seconds": times.load_per_image, "timed": 1})
-    return pd.DataFrame(rows).drop(columns="key")
+        train, evaluate, forward = training_shape(spec, settings), evaluation_shape(spec), forward_shape(spec)
+        name, images = "-".join(map(str, evaluate)), evaluation_batch_images(spec.n_crops)
+        if train in times.train_step:
+            add("train", train, name, "training step", train[-1], times.train_step)
+            add("checkpoint", checkpoint_shape(spec), name, "checkpoint write", "", times.checkpoint)
+        add("forward", forward, name, "backbone's forward, for every shape of this backbone and crops per batch", f"{forward[1]} crops", times.eval_forward)
+        add("rest", evaluate, name, "evaluation batch without the backbone's forward", images, times.eval_rest)
+        rows.append({"shape": name, "what": "evaluation batch (backbone + rest)", "images": images, "seconds": times.eval_batch(spec), "timed": ""})
+    rows += [{"shape": k[0], "what": f"{k[1]} job start-up", "images": "", "seconds": s, "timed": 1} for k, s in times.startup.items()]
+    rows.append({"shape": "any", "what": "loading, per training image", "images": 1, "seconds": times.load_per_image, "timed": 1})
+    return pd.DataFrame(rows)

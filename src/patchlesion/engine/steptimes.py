@@ -12,12 +12,21 @@ A job's fixed start-up (interpreter, imports, model build, model file) is the wa
 process per ``threads`` cores: a CPU machine runs its jobs that way (one per core at the workflow's
 one thread), so the times include their contention for memory.
 
-Warm-up before timing: on CUDA three full steps (lazy initialisation, cuDNN, the caching
-allocator); on the CPU, whose first full step is not slower, one step of one image, which touches
-the lazy initialisation at a fraction of the cost (one full step with ``compile``, which compiles
-again for another batch size). Each time is the median of the timed steps
-(robust to a busy machine); by default as many steps as fit in about :data:`TARGET_SECONDS`, at
-least one and at most :data:`MAX_STEPS`.
+What is the same computation is timed once (docs/performance.md §8): an evaluation batch is split
+into the backbone's forward over its crops, timed once per backbone and crops per batch
+(:func:`patchlesion.engine.cost.forward_shape`) on the very tensor the backbone receives, and the
+rest (input crops, normalisation, attention, head), timed per shape through ``predict_probabilities``
+with the backbone replaced by a stand-in that returns its features (:class:`_Replay`); a checkpoint
+write is timed once per set of tensors written (:func:`patchlesion.engine.cost.checkpoint_shape`).
+
+Warm-up before timing: on CUDA three full steps per shape (lazy initialisation, cuDNN, the caching
+allocator); on the CPU one training step of one image, once per process, which touches the lazy
+initialisation at a fraction of the cost (a later shape's first step adds only Adam's allocation of
+its moments, docs/performance.md §8; one full step per shape with ``compile``, which compiles again
+for another batch size). An evaluation batch's rest is warmed up by the call that computes the
+stand-in's features, which also runs the backbone once on the CPU. Each time
+is the median of the timed steps (robust to a busy machine); by default as many steps as fit in
+about :data:`TARGET_SECONDS`, at least one and at most :data:`MAX_STEPS`.
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ from patchlesion.data.cache import CachedImages
 from patchlesion.engine.accel import Acceleration, resolve_device
 from patchlesion.engine.batches import TrainingInput
 from patchlesion.engine.checkpoint import save_checkpoint, training_state
-from patchlesion.engine.cost import StepTimes, distinct_shapes, evaluation_shape, training_shape
+from patchlesion.engine.cost import StepTimes, checkpoint_shape, distinct_shapes, evaluation_shape, forward_shape, training_shape
 from patchlesion.engine.inference import evaluation_batch_images, load_state, predict_probabilities, save_state
 from patchlesion.engine.settings import TrainSettings
 from patchlesion.engine.training import train_step
@@ -54,7 +63,7 @@ from patchlesion.method.model import build_model
 from patchlesion.method.runs import RunSpec
 from patchlesion.method.strategies import get_strategy
 
-__all__ = ["MAX_STEPS", "TARGET_SECONDS", "measure", "side_by_side", "startup_probe", "startup_seconds"]
+__all__ = ["MAX_STEPS", "TARGET_SECONDS", "measure", "side_by_side", "startup_probe", "startup_seconds", "timing_tasks"]
 
 log = logging.getLogger("patchlesion")
 
@@ -68,21 +77,19 @@ CUDA_WARM_UP = 3
 CHECKPOINT_WRITES = 3
 #: Images whose resident copy is timed for the per-image loading time.
 LOAD_SAMPLE = 32
+#: Whether this process has made a training step (on the CPU its lazy initialisation is then done).
+_TRAINED_HERE = False
 
 
 def measure(specs: list[RunSpec], settings: TrainSettings, steps: int | None = None, threads: int | None = None) -> StepTimes:
-    """Time every distinct training and evaluation shape of ``specs`` on ``settings.device``;
-    ``steps``: timed steps (and evaluation batches) per shape, None for the default; ``threads``:
-    CPU threads per job. On the CPU the shapes are timed side by side, one process per ``threads``
-    cores (:func:`side_by_side`), as a CPU machine runs its jobs."""
+    """Time every distinct training, checkpoint, forward and evaluation shape of ``specs`` on
+    ``settings.device``, each once; ``steps``: timed steps (and evaluation batches) per shape, None
+    for the default; ``threads``: CPU threads per job. On the CPU the shapes are timed side by side,
+    one process per ``threads`` cores (:func:`side_by_side`), as a CPU machine runs its jobs."""
     device = resolve_device(settings.device)
-    times = StepTimes({}, {}, {}, {})
-    shapes, seen = [], set()
-    for spec in distinct_shapes(specs).values():
-        train = training_shape(spec, settings)
-        shapes.append((spec, train not in seen))  # each training shape is timed with its first evaluation shape
-        seen.add(train)
-    arguments = [(spec, with_training, settings, steps, threads) for spec, with_training in shapes]
+    times = StepTimes({}, {}, {}, {}, {})
+    tasks = timing_tasks(specs, settings)
+    arguments = [(spec, parts, settings, steps, threads) for spec, parts in tasks]
     with contextlib.ExitStack() as stack:
         workers = side_by_side(device, threads)
         if workers > 1:  # a fresh interpreter per worker: no threads or CUDA state inherited
@@ -90,20 +97,35 @@ def measure(specs: list[RunSpec], settings: TrainSettings, steps: int | None = N
             results = pool.map(_time_shape, *zip(*arguments))
         else:
             results = (_time_shape(*a) for a in arguments)
-        for (spec, _), result in zip(shapes, results):  # in order, each as soon as it is measured
-            shape, train = evaluation_shape(spec), training_shape(spec, settings)
-            if result["train"] is not None:
-                times.train_step[train], times.steps[train], times.checkpoint[train], times.steps[(*train, "checkpoint")] = result["train"]
-            times.eval_batch[shape], times.steps[shape] = result["evaluation"]
-            log.info("%s: training %.4g s/step (batch %d, median of %d), evaluation %.4g s/batch (%d images, median of %d)",
-                     "-".join(map(str, shape)), times.train_step[train], train[-1], times.steps[train], times.eval_batch[shape],
-                     evaluation_batch_images(spec.n_crops), times.steps[shape])  # fmt: skip
+        for (spec, _), result in zip(tasks, results):  # in order, each as soon as it is measured
+            keys = {"train": training_shape(spec, settings), "checkpoint": checkpoint_shape(spec), "forward": forward_shape(spec),
+                    "rest": evaluation_shape(spec)}  # fmt: skip
+            store = {"train": times.train_step, "checkpoint": times.checkpoint, "forward": times.eval_forward, "rest": times.eval_rest}
+            for part, (seconds, count) in result.items():
+                store[part][keys[part]], times.steps[part, keys[part]] = seconds, count
+            train, forward = keys["train"], keys["forward"]
+            log.info("%s: training %.4g s/step (batch %d, median of %d), evaluation %.4g s/batch (%d images: backbone %.4g s for %d crops, "
+                     "median of %d; the rest %.4g s, median of %d)", "-".join(map(str, keys["rest"])), times.train_step[train], train[-1],
+                     times.steps["train", train], times.eval_batch(spec), evaluation_batch_images(spec.n_crops), times.eval_forward[forward],
+                     forward[1], times.steps["forward", forward], times.eval_rest[keys["rest"]], times.steps["rest", keys["rest"]])  # fmt: skip
     times.load_per_image = _time_loading(settings, device)
     for backbone in dict.fromkeys(spec.backbone for spec in specs):
         for kind in ("train", "evaluate"):
             times.startup[backbone, kind] = startup_seconds(backbone, kind, str(device), threads)
             log.info("%s: %s job start-up %.2f s (process, imports, model build, model file)", backbone, kind, times.startup[backbone, kind])
     return times
+
+
+def timing_tasks(specs: list[RunSpec], settings: TrainSettings) -> list[tuple[RunSpec, tuple[str, ...]]]:
+    """The first run of each evaluation shape and what is timed on its model: always the rest of
+    its evaluation batch; the training step, checkpoint write and backbone forward only where their
+    shape is new (the same computation is timed once, under the first run that has it)."""
+    tasks, seen = [], set()
+    for spec in distinct_shapes(specs).values():
+        keys = {"train": training_shape(spec, settings), "checkpoint": checkpoint_shape(spec), "forward": forward_shape(spec)}
+        tasks.append((spec, (*(part for part, key in keys.items() if (part, key) not in seen), "rest")))
+        seen.update(keys.items())
+    return tasks
 
 
 def side_by_side(device: torch.device, threads: int | None) -> int:
@@ -115,16 +137,18 @@ def side_by_side(device: torch.device, threads: int | None) -> int:
     return max(1, cores // threads)
 
 
-def _time_shape(spec: RunSpec, with_training: bool, settings: TrainSettings, steps: int | None, threads: int | None) -> dict:
-    """The times of one evaluation shape and, with ``with_training``, of its training shape."""
+def _time_shape(spec: RunSpec, parts: tuple[str, ...], settings: TrainSettings, steps: int | None, threads: int | None) -> dict:
+    """``{part: (seconds, timed steps)}`` of the ``parts`` of :func:`timing_tasks` on ``spec``'s model."""
     if threads:
         torch.set_num_threads(threads)
     device = resolve_device(settings.device)
     torch.manual_seed(0)
     model = build_model(spec, len(CLASSES)).to(device)
-    with tempfile.TemporaryDirectory(prefix="patchlesion-cost-") as scratch:
-        train = _time_training(spec, settings, model, device, steps, Path(scratch) / "resume.pt") if with_training else None
-    return {"train": train, "evaluation": _time_evaluation(spec, settings, model, device, steps)}
+    times = {}
+    if "train" in parts:
+        with tempfile.TemporaryDirectory(prefix="patchlesion-cost-") as scratch:
+            times |= _time_training(spec, settings, model, device, steps, Path(scratch) / "resume.pt" if "checkpoint" in parts else None)
+    return times | _time_evaluation(spec, settings, model, device, steps, with_forward="forward" in parts)
 
 
 def _sync(device: torch.device) -> None:
@@ -153,9 +177,10 @@ def _timed(step, device: torch.device, warm_up, steps: int | None) -> tuple[floa
 
 
 def _time_training(
-    spec: RunSpec, settings: TrainSettings, model: torch.nn.Module, device: torch.device, steps: int | None, checkpoint: Path
-) -> tuple[float, int, float, int]:
-    """(seconds per optimizer step, timed steps, seconds per checkpoint write, timed writes) of one training shape."""
+    spec: RunSpec, settings: TrainSettings, model: torch.nn.Module, device: torch.device, steps: int | None, checkpoint: Path | None
+) -> dict:
+    """``{"train": (seconds per optimizer step, timed steps)}`` of one training shape and, unless
+    ``checkpoint`` is None, ``{"checkpoint": (seconds per write of the resume checkpoint, timed writes)}``."""
     strategy = get_strategy(spec.strategy)
     batch = settings.images_per_batch(strategy.plain)
     accel = Acceleration.from_settings(settings, device)
@@ -174,9 +199,19 @@ def _time_training(
         for idx, crops in inputs.iterate(torch.arange(size), size, generator):
             train_step(stand_in, idx, crops).item()  # .item(), as the training loop's loss sum
 
-    full = device.type == "cuda" or settings.compile  # torch.compile compiles again for another batch size
-    size, repeats = (batch, CUDA_WARM_UP if device.type == "cuda" else 1) if full else (1, 1)
-    seconds, count = _timed(lambda: run(batch), device, lambda: [run(size) for _ in range(repeats)], steps)
+    global _TRAINED_HERE
+
+    def warm_up() -> None:
+        if device.type == "cuda" or settings.compile:  # every shape: cuDNN's choices; torch.compile compiles again for another batch size
+            for _ in range(CUDA_WARM_UP if device.type == "cuda" else 1):
+                run(batch)
+        elif not _TRAINED_HERE:  # the CPU: once per process
+            run(1)
+
+    times = {"train": _timed(lambda: run(batch), device, warm_up, steps)}
+    _TRAINED_HERE = True
+    if checkpoint is None:
+        return times
     best = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
     stateful = {"model": model, "optimizer": stand_in.optimizer}
 
@@ -184,17 +219,56 @@ def _time_training(
         save_checkpoint(checkpoint, training_state(settings_hash="cost", epoch=1, stateful=stateful, generator=generator, history=[],
                                                    best=0.0, best_model=best))  # fmt: skip
 
-    written, writes = _timed(write, device, lambda: None, CHECKPOINT_WRITES)
-    return seconds, count, written, writes
+    return times | {"checkpoint": _timed(write, device, lambda: None, CHECKPOINT_WRITES)}
 
 
-def _time_evaluation(spec: RunSpec, settings: TrainSettings, model: torch.nn.Module, device: torch.device, steps: int | None) -> tuple[float, int]:
-    """(seconds per evaluation batch, timed batches) of one evaluation shape."""
+class _Replay(torch.nn.Module):
+    """Stands in for the backbone while the rest of an evaluation batch is timed: returns, for every
+    crop, the backbone's features of the batch's first crop (computed at the first call, a warm-up)
+    and keeps the tensor it was given, on which the backbone's own forward is then timed."""
+
+    def __init__(self, backbone: torch.nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.features: torch.Tensor | None = None
+        self.crops: torch.Tensor | None = None
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        if self.features is None:
+            self.features = self.backbone(crops[:1]).expand(len(crops), -1).contiguous()  # (B*N, F)
+        self.crops = crops  # (B*N, 3, s, s)
+        return self.features
+
+
+def _time_evaluation(
+    spec: RunSpec, settings: TrainSettings, model: torch.nn.Module, device: torch.device, steps: int | None, with_forward: bool
+) -> dict:
+    """``{"rest": (seconds, timed batches)}``: one evaluation batch of ``spec`` without the backbone's
+    forward, and with ``with_forward`` ``{"forward": (seconds, timed batches)}``: that forward."""
     images = _fake_images(evaluation_batch_images(spec.n_crops), settings.image_size)
-    one = CachedImages(images.images, images.rows[:1])
-    warm_up = (lambda: [predict_probabilities(model, images, spec, settings, device) for _ in range(CUDA_WARM_UP)]) \
-        if device.type == "cuda" else (lambda: predict_probabilities(model, one, spec, settings, device))  # fmt: skip
-    return _timed(lambda: predict_probabilities(model, images, spec, settings, device), device, warm_up, steps)
+    backbone = model.backbone
+    model.backbone = replay = _Replay(backbone)
+    warm_ups = CUDA_WARM_UP if device.type == "cuda" else 1  # on the CPU the one that computes the stand-in's features
+
+    def predict() -> None:
+        predict_probabilities(model, images, spec, settings, device)
+
+    try:
+        times = {"rest": _timed(predict, device, lambda: [predict() for _ in range(warm_ups)], steps)}
+    finally:
+        model.backbone = backbone
+    if not with_forward:
+        return times
+    accel = Acceleration.from_settings(settings, device)
+
+    @torch.no_grad()
+    def forward() -> None:
+        with accel.autocast():  # as predict_probabilities calls it
+            backbone(replay.crops)
+
+    # the CPU has just run this backbone on one crop (the stand-in's features): no more warm-up
+    times["forward"] = _timed(forward, device, lambda: [forward() for _ in range(warm_ups if device.type == "cuda" else 0)], steps)
+    return times
 
 
 def _time_loading(settings: TrainSettings, device: torch.device) -> float:
