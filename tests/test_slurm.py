@@ -78,7 +78,8 @@ def _test_profile(folder: Path) -> dict:
         if "mem_mb" in resources:
             resources["mem_mb"] = 1500
     profile["set-threads"] = {rule: 1 for rule in profile["set-threads"]}
-    profile.update({"slurm-status-command": "squeue", "slurm-init-seconds-before-status-checks": 5, "latency-wait": 5})
+    # the first status check after 1 s (the plugin then waits 10 s longer after each check that finds nothing done)
+    profile.update({"slurm-status-command": "squeue", "slurm-init-seconds-before-status-checks": 1, "latency-wait": 5})
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     return profile
