@@ -21,9 +21,9 @@ write is timed once per set of tensors written (:func:`patchlesion.engine.cost.c
 
 Warm-up before timing: on CUDA three full steps per shape (lazy initialisation, cuDNN, the caching
 allocator); on the CPU one training step of one image, once per process, which touches the lazy
-initialisation at a fraction of the cost (a later shape's first step adds only Adam's allocation of
-its moments, docs/performance.md §8; one full step per shape with ``compile``, which compiles again
-for another batch size). An evaluation batch's rest is warmed up by the call that computes the
+initialisation at a fraction of the cost (a later shape's first timed step also allocates Adam's
+moments, docs/performance.md §8; one full step per shape with ``compile``, which compiles again for
+another batch size). An evaluation batch's rest is warmed up by the call that computes the
 stand-in's features, which also runs the backbone once on the CPU. Each time
 is the median of the timed steps (robust to a busy machine); by default as many steps as fit in
 about :data:`TARGET_SECONDS`, at least one and at most :data:`MAX_STEPS`.
