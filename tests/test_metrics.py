@@ -287,3 +287,13 @@ def test_result_is_json_serialisable_plain_python() -> None:
 def test_invalid_input_raises(y_true, y_pred, probs, match) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(PatchlesionError, match=match):
         classification_metrics(y_true, y_pred, probs)
+
+
+def test_paper_f1_refuses_what_it_cannot_score():
+    """Called on its own (not through classification_metrics), paper_f1 checks its labels too."""
+    with pytest.raises(PatchlesionError, match="at least one"):
+        paper_f1([], [])
+    with pytest.raises(PatchlesionError, match="as many predictions as labels"):
+        paper_f1([0, 1], [0])
+    with pytest.raises(PatchlesionError, match="class index -1"):
+        paper_f1([0, -1], [0, 1])

@@ -121,8 +121,11 @@ def paper_f1(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndar
     ("No Balancing") has the highest F1 (84.7 for InceptionV3) while its MC-Sensitivity is the
     lowest. Classes that are never predicted get weight 0.
     """
-    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
-    n_classes = int(max(y_true.max(initial=0), y_pred.max(initial=0))) + 1
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.size == 0 or y_true.shape != y_pred.shape:
+        raise PatchlesionError(f"paper_f1 needs as many predictions as labels, at least one; got {y_true.size} and {y_pred.size}.")
+    n_classes = int(max(np.max(y_true), np.max(y_pred))) + 1
+    y_true, y_pred = _as_labels(y_true, "y_true", n_classes), _as_labels(y_pred, "y_pred", n_classes)  # whole numbers >= 0
     swapped = _confusion(y_pred, y_true, n_classes)  # scikit-learn's view: the predictions are "true"
     labels = sorted(set(y_true.tolist()) | set(y_pred.tolist()))
     scores, weights = _f_scores(swapped, labels)  # weights: images predicted as each class
