@@ -17,6 +17,8 @@ from snakemake.utils import update_config, validate
 from patchlesion.engine.grid import Grid, GridTable, OfficialTest
 from patchlesion.engine.settings import TrainSettings, per_backbone
 from patchlesion.errors import PatchlesionError
+from patchlesion.method.balancing import BALANCINGS
+from patchlesion.method.classes import ClassSet
 from patchlesion.method.runs import RunSpec
 from patchlesion.method.timm_backbones import PAPER_EQUIVALENTS, is_timm
 from patchlesion.method.weights import PRETRAINED, backbone_of_target, weights_target
@@ -145,12 +147,14 @@ def check_backbone(backbone):
 def check_config(config):
     """What the schema cannot say: a learning rate per backbone, timm models that exist, crops that
     fit, table references that name a row."""
-    figures = config.get("figures", {}).values()
+    figures = [figure for figure in config.get("figures", {}).values() if figure]
     for backbone in dict.fromkeys([*config["backbones"], *(figure["backbone"] for figure in figures if "backbone" in figure)]):
         check_backbone(run_backbone(backbone))
     if config["crop_size"] > min(config["image_size"]):
         config_error(f"config key 'crop_size': {config['crop_size']} is larger than image_size {config['image_size']}.")
     for table, spec in config["tables"].items():
+        if spec is None:
+            continue
         labels = [row["row"] for row in spec["rows"]]
         if spec.get("reference") and spec["reference"] not in labels:
             config_error(
@@ -185,8 +189,9 @@ check_config(config)
 check_profile()
 
 DATASET = config["dataset"]
-TABLES = list(config["tables"])
-FIGURES = config.get("figures", {})
+#: The tables and figures that are built: a table or figure set to null in the config is left out.
+TABLES = [table for table, spec in config["tables"].items() if spec is not None]
+FIGURES = {name: spec for name, spec in (config.get("figures") or {}).items() if spec is not None}
 # Jobs call the `patchlesion` command of the Python environment that runs Snakemake, also when that
 # environment is not activated (e.g. `.venv/bin/snakemake ...`).
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
@@ -215,6 +220,87 @@ DATASETS = {
     "isic2018_test": {"folds": [], "dir": config["isic2018_test_dir"], "official_test": None, "available": True},
     "derm7pt": {"folds": [1], "dir": None, "official_test": None, "available": bool(config["derm7pt_dir"])},
 }
+
+
+#: Folder datasets (config key `datasets`, docs/own-data.md §1): any labelled image folder; each NAME
+#: gets results/NAME/ like the datasets above. Their index rule (index_folder) also writes the
+#: dataset's description (results/NAME/dataset.json: classes, benign ones, which columns exist), which
+#: split and train read. Without `dir`, resources/NAME/ is made by a rule (download_isic2019).
+FOLDER_DATASETS = config.get("datasets") or {}
+#: Folder datasets the workflow can make under resources/ when their `dir` is null.
+FETCHED_FOLDER_DATASETS = ("isic2019",)
+
+
+def check_datasets():
+    """Folder datasets: names that are not taken, class lists that make a class set, a folder for the
+    one in use; `dataset` names a known dataset; the authors' split only on HAM10000."""
+    for name, spec in FOLDER_DATASETS.items():
+        if name in DATASETS:
+            config_error(f"config key 'datasets/{name}': {name} is a built-in dataset; give your dataset another name.")
+        try:
+            ClassSet(tuple(spec["classes"]), tuple(spec.get("benign", ())))
+        except PatchlesionError as error:
+            config_error(f"config key 'datasets/{name}/classes': {error}")
+    if DATASET not in ("ham10000", "synthetic", *FOLDER_DATASETS):
+        defined = f"; datasets defined under 'datasets': {', '.join(FOLDER_DATASETS)}" if FOLDER_DATASETS else ""
+        config_error(f"config key 'dataset': unknown dataset {DATASET!r}; choose ham10000, synthetic or a dataset under 'datasets'{defined} (docs/own-data.md §1).")
+    if DATASET in FOLDER_DATASETS:
+        if not FOLDER_DATASETS[DATASET].get("dir") and DATASET not in FETCHED_FOLDER_DATASETS:
+            config_error(f"config key 'datasets/{DATASET}/dir': give the folder that holds the images of dataset {DATASET}.")
+        if config["split"] == "published":
+            config_error(f"config key 'split': published is the authors' split of HAM10000; dataset {DATASET} needs split: stratified.")
+
+
+check_datasets()
+for _name, _spec in FOLDER_DATASETS.items():
+    DATASETS[_name] = {"folds": config["folds"], "dir": _spec.get("dir"), "official_test": None, "available": True}
+
+
+def folder_dataset(dataset):
+    """The config entry of a folder dataset, or None for a built-in dataset."""
+    return FOLDER_DATASETS.get(dataset)
+
+
+def has_diagnosis_types(dataset):
+    """Whether a dataset's images carry a diagnosis type (diagnosis-guided weighting needs one)."""
+    spec = folder_dataset(dataset)
+    return spec is None or bool(spec.get("diagnosis_type_column"))
+
+
+def index_checkpoint(dataset):
+    """The checkpoint that indexes a dataset: index (HAM10000 format) or index_folder."""
+    return checkpoints.index_folder if folder_dataset(dataset) else checkpoints.index
+
+
+def folder_inputs(wildcards):
+    """The image folder of a folder dataset and, for a folder of your own, its labels CSV (a changed
+    CSV reindexes; a folder that a rule makes under resources/ holds its CSV)."""
+    spec, folder = folder_dataset(wildcards.dataset), dataset_dir(wildcards)
+    if not spec.get("dir"):
+        return {"dir": folder}
+    return {"dir": folder, "labels": os.path.join(folder, spec.get("labels", "labels.csv"))}
+
+
+def index_folder_options(wildcards):
+    """The options of `patchlesion index-folder` from a folder dataset's config entry."""
+    spec = folder_dataset(wildcards.dataset)
+    options = [f"--name {wildcards.dataset}", "--classes " + " ".join(map(shlex.quote, spec["classes"]))]
+    options += ["--benign " + " ".join(map(shlex.quote, spec["benign"]))] if spec.get("benign") else []
+    options += [f"--labels {shlex.quote(spec.get('labels', 'labels.csv'))}"]
+    for role in ("image", "label", "group", "diagnosis_type"):
+        if spec.get(f"{role}_column"):
+            options.append(f"--{role.replace('_', '-')}-column {shlex.quote(spec[f'{role}_column'])}")
+    return " ".join(options)
+
+
+def description_input(wildcards):
+    """The description file split and train read for a folder dataset (none for a built-in one)."""
+    return [f"results/{wildcards.dataset}/dataset.json"] if folder_dataset(wildcards.dataset) else []
+
+
+def dataset_argument(wildcards):
+    """The --dataset of split and train: a built-in dataset's name, a folder dataset's description."""
+    return description_input(wildcards)[0] if folder_dataset(wildcards.dataset) else wildcards.dataset
 
 
 def dataset_folds(dataset):
@@ -249,7 +335,7 @@ def prepare_inputs(wildcards):
 
     `index` is a checkpoint, so the image list is read once the index exists and is the same in
     every later invocation (a list that grew after the first run would itself trigger a rerun)."""
-    index = checkpoints.index.get(dataset=wildcards.dataset).output[0]
+    index = index_checkpoint(wildcards.dataset).get(dataset=wildcards.dataset).output[0]
     with open(index, newline="") as handle:
         paths = [row["path"] for row in csv.DictReader(handle)]
     return {"index": index, "images": paths}
@@ -260,11 +346,21 @@ def prepare_inputs(wildcards):
 # ==================================================================================================
 
 
+def refused_rows(table):
+    """The row labels of a table that its dataset cannot train: diagnosis-guided weighting without diagnosis types."""
+    if has_diagnosis_types(table_dataset(table)):
+        return []
+    return [row["row"] for row in config["tables"][table]["rows"] if BALANCINGS[row["balancing"]].diagnosis_factors]
+
+
 def table_rows(table):
-    """(canonical run name, paper row label) of one table's rows for every configured backbone."""
+    """(canonical run name, paper row label) of one table's rows for every configured backbone (rows
+    its dataset cannot train left out: refused_rows)."""
     rows = []
     for backbone in config["backbones"]:
         for row in config["tables"][table]["rows"]:
+            if row["row"] in refused_rows(table):
+                continue
             fields = {key: value for key, value in row.items() if key != "row"}
             rows.append((RunSpec(backbone=run_backbone(backbone), **fields).name, row["row"]))
     return rows
@@ -308,6 +404,29 @@ def all_runs():
         names.append(figure4_run())
     names += [name for name, _, _ in figure5_runs()] if "fig5" in FIGURES else []
     return list(dict.fromkeys(names))
+
+
+def check_diagnosis_types():
+    """Diagnosis-guided weighting needs diagnosis types (Sec. II-F): on a dataset without them a
+    table's rows with it are left out, with one note each time the workflow is planned; a figure
+    built on such runs is an error."""
+    for table in TABLES:
+        dataset = table_dataset(table)
+        if DATASETS[dataset]["available"] and refused_rows(table):
+            rows = ", ".join(map(repr, refused_rows(table)))
+            print(f"note: Table {table} on {dataset}: row(s) {rows} left out: diagnosis-guided weighting needs each image's diagnosis "
+                  f"type, and dataset {dataset} has none (set datasets/{dataset}/diagnosis_type_column; docs/own-data.md §1).", file=sys.stderr)  # fmt: skip
+    if has_diagnosis_types(DATASET):
+        return
+    for name, figure in FIGURES.items():
+        if BALANCINGS[figure["run"].get("balancing", "none")].diagnosis_factors:
+            config_error(
+                f"config key 'figures/{name}/run/balancing': diagnosis_weighting needs each image's diagnosis type, and dataset "
+                f"{DATASET} has none; choose another balancing or set datasets/{DATASET}/diagnosis_type_column."
+            )
+
+
+check_diagnosis_types()
 
 
 def run_settings(run):
@@ -391,7 +510,9 @@ def table_options(wildcards):
     title = f"Table {wildcards.table} ({wildcards.dataset}): {spec.get('title', '')}".rstrip(": ")
     options = [f"--title {shlex.quote(title)}"]
     options += [f"--label {name} {shlex.quote(label)}" for name, label in table_rows(wildcards.table)]
-    if spec.get("reference"):
+    if folder_dataset(wildcards.dataset):
+        options.append("--no-paper")  # the paper's numbers are HAM10000's
+    if spec.get("reference") and spec["reference"] not in refused_rows(wildcards.table):
         options.append(f"--reference {shlex.quote(spec['reference'])}")
     return " ".join(options)
 
@@ -567,6 +688,7 @@ def report_options():
     and those that lie under another dataset than `dataset` (Table IV: derm7pt)."""
     tables = [table for _, table in built_tables()] + (["official_test"] if official_test_outputs() else [])
     options = [f"--table-dataset {table} {dataset}" for dataset, table in built_tables() if dataset != DATASET]
+    options += ["--own-data"] if folder_dataset(DATASET) else []
     return " ".join(options + ["--only " + " ".join(tables)] if tables else options)
 
 

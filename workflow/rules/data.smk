@@ -56,12 +56,35 @@ checkpoint index:
         dataset_dir,
     output:
         "results/{dataset}/index.csv",
+    wildcard_constraints:
+        dataset="|".join(d for d in DATASETS if not folder_dataset(d)) or "no-dataset",
     log:
         "results/{dataset}/logs/index.log",
     conda:
         "../../envs/patchlesion.yaml"
     shell:
         "patchlesion index --data-dir {input:q} --out {output:q} > {log:q} 2>&1"
+
+
+# A folder dataset (config key `datasets`, docs/own-data.md §1): its labels CSV checked against its
+# images, and its description (classes, benign ones, which columns exist) for split and train.
+checkpoint index_folder:
+    input:
+        unpack(folder_inputs),
+    output:
+        index="results/{dataset}/index.csv",
+        description="results/{dataset}/dataset.json",
+    wildcard_constraints:
+        dataset="|".join(FOLDER_DATASETS) or "no-dataset",
+    params:
+        options=index_folder_options,
+    log:
+        "results/{dataset}/logs/index.log",
+    conda:
+        "../../envs/patchlesion.yaml"
+    shell:
+        "patchlesion index-folder --dir {input.dir:q} {params.options} --out {output.index:q} "
+        "--description {output.description:q} > {log:q} 2>&1"
 
 
 # Every image decoded once at the configured size (the size is in the path, so a new size is a new
@@ -88,19 +111,21 @@ rule prepare:
 
 rule split:
     input:
-        "results/{dataset}/index.csv",
+        index="results/{dataset}/index.csv",
+        description=description_input,
     output:
         "results/{dataset}/split.csv",
     params:
         method=config["split"],
         seed=config["split_seed"],
+        dataset=dataset_argument,
     log:
         "results/{dataset}/logs/split.log",
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion split --index {input:q} --method {params.method:q} --seed {params.seed:q} "
-        "--out {output:q} > {log:q} 2>&1"
+        "patchlesion split --index {input.index:q} --dataset {params.dataset:q} --method {params.method:q} "
+        "--seed {params.seed:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule fetch_weights:

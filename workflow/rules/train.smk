@@ -4,6 +4,7 @@ rule train:
         split="results/{dataset}/split.csv",
         cache=image_cache,
         weights=weights_input,
+        description=description_input,
     output:
         model="results/{dataset}/runs/{run}/fold{fold}/model.pt",
         last="results/{dataset}/runs/{run}/fold{fold}/model_last.pt",
@@ -15,6 +16,7 @@ rule train:
         settings=settings_options("train"),
         # Resume state, saved every epoch; not an output, so Snakemake keeps it when a killed job reruns.
         checkpoint="results/{dataset}/checkpoints/{run}/fold{fold}/resume.pt",
+        dataset=dataset_argument,
     log:
         "results/{dataset}/logs/train/{run}/fold{fold}.log",
     benchmark:
@@ -26,7 +28,7 @@ rule train:
     conda:
         "../../envs/patchlesion.yaml"
     shell:
-        "patchlesion train --dataset {wildcards.dataset} --index {input.index:q} --split {input.split:q} --fold {wildcards.fold} "
+        "patchlesion train --dataset {params.dataset:q} --index {input.index:q} --split {input.split:q} --fold {wildcards.fold} "
         "--run {wildcards.run} --out-dir {params.out_dir:q} --checkpoint {params.checkpoint:q} --cache {params.cache:q} "
         "--threads {threads} {params.settings} > {log:q} 2>&1"
 

@@ -20,6 +20,8 @@ from patchlesion.errors import PatchlesionError, SplitError
 if typing.TYPE_CHECKING:
     import pandas as pd
 
+    from patchlesion.data.description import DatasetDescription
+
 log = logging.getLogger("patchlesion")
 
 
@@ -32,13 +34,18 @@ def _read_csv(path: str, what: str) -> pd.DataFrame:
         raise PatchlesionError(f"{path}: cannot read the {what} ({error}).") from error
 
 
-def _read_fold_inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The image index and split of a fold's job; the split checked against the index (naming its file)."""
+def _read_fold_inputs(args: argparse.Namespace, dataset: DatasetDescription | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The image index and split of a fold's job; the split checked against the index (naming its
+    file), reading the index's columns as ``dataset`` (default: the model's run.json, else HAM10000's)."""
     from patchlesion.data.splits import check_split
 
+    if dataset is None and getattr(args, "model", None):
+        from patchlesion.engine.inference import trained_dataset
+
+        dataset = trained_dataset(args.model)
     index, split = _read_csv(args.index, "image index"), _read_csv(args.split, "split")
     try:
-        check_split(index, split, once=False)  # derm7pt's test images are its validation part too
+        check_split(index, split, once=False, description=dataset)  # derm7pt's test images are its validation part too
     except SplitError as error:
         raise SplitError(f"{args.split}: {error} (index {args.index}); make the split with `patchlesion split`.") from error
     return index, split
@@ -95,6 +102,27 @@ def cmd_index(args: argparse.Namespace) -> None:
     log.info("indexed %d images of %d lesions from %s; sizes %s", len(index), index["lesion_id"].nunique(), args.data_dir, sizes)
 
 
+def cmd_index_folder(args: argparse.Namespace) -> None:
+    from patchlesion.data.folder import FolderDataset, index_folder
+    from patchlesion.method.classes import ClassSet
+
+    try:
+        classes = ClassSet(tuple(args.classes), tuple(args.benign))
+    except PatchlesionError as error:
+        raise PatchlesionError(f"dataset {args.name} (--classes/--benign): {error}") from None
+    dataset = FolderDataset(args.name, Path(args.dir), classes, Path(args.labels), args.image_column, args.label_column,
+                            args.group_column, args.diagnosis_type_column)  # fmt: skip
+    index = index_folder(dataset)  # every check before anything is written
+    for path in (args.out, args.description):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    index.to_csv(f"{args.out}.partial", index=False)
+    Path(f"{args.description}.partial").write_text(json.dumps(dataset.description().to_dict(), indent=2) + "\n")
+    Path(f"{args.description}.partial").replace(args.description)
+    Path(f"{args.out}.partial").replace(args.out)
+    counts = ", ".join(f"{name} {n}" for name, n in index["class_name"].value_counts().reindex(classes.names).items())
+    log.info("indexed %d images of dataset %s from %s: %s", len(index), args.name, args.dir, counts)
+
+
 def cmd_prepare(args: argparse.Namespace) -> None:
     import math
     import time
@@ -134,7 +162,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     dataset = load_description(args.dataset)
     dataset.check_balancing(spec.balancing)  # before a GPU is leased
     start_job(args)
-    index, split = _read_fold_inputs(args)
+    index, split = _read_fold_inputs(args, dataset)
     settings = TrainSettings.from_args(args)
     train_run(spec, settings, index, split, args.fold, args.out_dir, checkpoint=args.checkpoint, cache=args.cache, dataset=dataset)
 
@@ -157,7 +185,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_table(args: argparse.Namespace) -> None:
     from patchlesion.results.tables import summarise_runs, write_table
 
-    table = summarise_runs(args.metrics, args.table, dict(args.label or []), reference=args.reference, seed=args.seed)
+    table = summarise_runs(args.metrics, args.table, dict(args.label or []), reference=args.reference, seed=args.seed, paper=args.paper)
     write_table(table, args.csv, args.markdown, title=args.title or f"Table {args.table}", tex_path=args.latex)
     log.info("table %s with %d rows written to %s", args.table, len(table), ", ".join(p for p in (args.csv, args.markdown, args.latex) if p))
 
@@ -202,7 +230,7 @@ def cmd_figure5(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from patchlesion.results.report import write_report
 
-    write_report(args.results, args.dataset, args.preset, args.out, dict(args.table_dataset or []), args.only)
+    write_report(args.results, args.dataset, args.preset, args.out, dict(args.table_dataset or []), args.only, own_data=args.own_data)
     log.info("report written to %s", args.out)
 
 

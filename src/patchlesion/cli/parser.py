@@ -7,7 +7,19 @@ from __future__ import annotations
 import argparse
 
 from patchlesion.cli import commands
-from patchlesion.engine.settings import TrainSettings
+from patchlesion.cli.options import (
+    FROM_RUN_JSON,
+    NON_NEGATIVE,
+    POSITIVE,
+    QUIET_HELP,
+    HelpFormatter,
+    Parser,
+    VersionAction,
+    add_job_options,
+    add_settings,
+    command_parser,
+    positive_number,
+)
 
 __all__ = ["build_parser"]
 
@@ -35,112 +47,6 @@ SPLIT_HELP = "split.csv written by `patchlesion split`"
 METRICS_HELP = "metrics.json of each run and fold (written by `patchlesion evaluate`)"
 LABEL_HELP = "the paper's row label of a run (repeatable; default: the run name)"
 IMAGE_SIZE_HELP = "images are resized to this size in pixels"
-QUIET_HELP = "only warnings and errors (before or after the command)"
-#: Help of the predict options whose default is the training value in run.json.
-FROM_RUN_JSON = "default: the value in the run.json beside --model"
-
-
-class Parser(argparse.ArgumentParser):
-    """Bad arguments end in one ``error:`` line and exit status 2, as every other bad input does."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`.\n")
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the description's line breaks and shows each option's default where it has one
-    (a list as its words: ``600 450``)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if action.required or any(action.default is unset for unset in (None, False, argparse.SUPPRESS)) or "default" in text:
-            return text
-        if isinstance(action.default, list):
-            return f"{text} (default: {' '.join(map(str, action.default))})"
-        return super()._get_help_string(action)
-
-
-def whole_number(minimum: int):
-    """An argparse ``type``: an integer of at least ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def positive_number(text: str) -> float:
-    """An argparse ``type``: a number above zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
-
-
-POSITIVE, NON_NEGATIVE = whole_number(1), whole_number(0)
-
-
-def package_version() -> str:
-    """The installed package's version (package metadata), else the source tree's ``__version__``."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("patchlesion")
-    except PackageNotFoundError:
-        from patchlesion import __version__
-
-        return __version__
-
-
-class _Version(argparse.Action):
-    """``--version``: looks the version up only when asked (keeps ``patchlesion --help`` light)."""
-
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help="show the version and exit"):
-        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        print(f"patchlesion {package_version()}")
-        parser.exit()
-
-
-#: ``-q`` after the command: its default leaves the value given before the command in place.
-_QUIET_AFTER = Parser(add_help=False)
-_QUIET_AFTER.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
-
-
-def _command(sub, name: str, text: str, func) -> argparse.ArgumentParser:
-    parser = sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter, parents=[_QUIET_AFTER])
-    parser.set_defaults(func=func)
-    return parser
-
-
-def _add_settings(parser: argparse.ArgumentParser, command: str, title: str, from_run_json: tuple[str, ...] = ()) -> None:
-    """The settings that ``command`` takes (:meth:`TrainSettings.cli_options`), as one option group;
-    those named in ``from_run_json`` default to the training record's value instead."""
-    group = parser.add_argument_group(title)
-    for flag, options in TrainSettings.cli_options(command):
-        if flag in from_run_json:
-            options = {**options, "default": None, "help": f"{options['help']} ({FROM_RUN_JSON})"}
-        group.add_argument(flag, **options)
-
-
-def _add_job_options(parser: argparse.ArgumentParser, *, cache: bool = True, torch_home: bool = False) -> None:
-    """Options of how a job runs on this machine (not the method): threads, image cache, weight cache."""
-    group = parser.add_argument_group("job")
-    group.add_argument("--threads", type=POSITIVE, default=None, help="CPU threads for PyTorch (default: PyTorch's choice)")
-    if cache:
-        group.add_argument("--cache", default=None, help="prepared image cache directory (patchlesion prepare); default: decode the images")
-    if torch_home:
-        group.add_argument("--torch-home", default=None, help="weight cache folder (default: $TORCH_HOME or resources/torch)")
 
 
 DATASET_HELP = "the dataset's classes and columns: ham10000, derm7pt, synthetic, or a description .json"
@@ -158,7 +64,7 @@ def _add_image_size(parser: argparse.ArgumentParser, help: str = IMAGE_SIZE_HELP
 
 
 def _add_synthesize(sub) -> None:
-    p = _command(sub, "synthesize", "write a synthetic HAM10000-like dataset", commands.cmd_synthesize)
+    p = command_parser(sub, "synthesize", "write a synthetic HAM10000-like dataset", commands.cmd_synthesize)
     p.add_argument("--out", required=True, help="folder to write HAM10000_metadata.csv and HAM10000_images/ into")
     p.add_argument("--n-images", type=POSITIVE, default=10015, help="number of images (class mix as in HAM10000; at least 8 per class)")
     _add_image_size(p, "width and height of the images in pixels")
@@ -166,14 +72,30 @@ def _add_synthesize(sub) -> None:
 
 
 def _add_index(sub) -> None:
-    p = _command(sub, "index", "validate a HAM10000-format directory and list its images", commands.cmd_index)
+    p = command_parser(sub, "index", "validate a HAM10000-format directory and list its images", commands.cmd_index)
     p.add_argument("--data-dir", required=True, help="HAM10000-format folder: HAM10000_metadata.csv and the ISIC_*.jpg images")
     p.add_argument("--out", required=True, help="index.csv to write")
 
 
+def _add_index_folder(sub) -> None:
+    text = "validate a labelled image folder (your own dataset, docs/own-data.md §1) and list its images"
+    p = command_parser(sub, "index-folder", text, commands.cmd_index_folder)
+    p.add_argument("--dir", required=True, help="folder of the JPEG or PNG images (flat or nested)")
+    p.add_argument("--labels", default="labels.csv", help="CSV, one row per image; relative to --dir unless absolute (default: %(default)s)")
+    p.add_argument("--name", required=True, help="the dataset's name")
+    p.add_argument("--classes", nargs="+", required=True, help="the class names in label order (at least two)")
+    p.add_argument("--benign", nargs="*", default=[], help="the benign classes (the scope of diagnosis-guided weighting)")
+    for role, default, what in (("image", "image_id", "the image: its file name without extension, or its path relative to --dir"),
+                                ("label", "label", "the class name"), ("group", None, "the lesion group (optional)"),
+                                ("diagnosis-type", None, "the diagnosis type: histo, follow_up, consensus or confocal (optional)")):  # fmt: skip
+        p.add_argument(f"--{role}-column", default=default, help=f"the CSV's column of {what} (default: %(default)s)")
+    p.add_argument("--out", required=True, help="index.csv to write")
+    p.add_argument("--description", required=True, help="dataset.json to write: the dataset's classes and columns, for split and train --dataset")
+
+
 def _add_prepare(sub) -> None:
     text = "decode every image of an index once into a uint8 cache (images.u8 + manifest.json)"
-    p = _command(sub, "prepare", text, commands.cmd_prepare)
+    p = command_parser(sub, "prepare", text, commands.cmd_prepare)
     p.add_argument("--index", required=True, help=INDEX_HELP)
     _add_image_size(p, "images are resized to this size in pixels (the training size)")
     p.add_argument("--out", required=True, help="cache directory, e.g. results/ham10000/cache/600x450")
@@ -181,7 +103,7 @@ def _add_prepare(sub) -> None:
 
 
 def _add_split(sub) -> None:
-    p = _command(sub, "split", "4-way split: part 0 = test, parts 1-3 = cross-validation", commands.cmd_split)
+    p = command_parser(sub, "split", "4-way split: part 0 = test, parts 1-3 = cross-validation", commands.cmd_split)
     p.add_argument("--index", required=True, help=INDEX_HELP)
     p.add_argument("--method", choices=["stratified", "published"], default="stratified",
                    help="stratified: lesion-grouped, drawn anew with --seed; published: the authors' split (HAM10000 only)")  # fmt: skip
@@ -191,27 +113,27 @@ def _add_split(sub) -> None:
 
 
 def _add_train(sub) -> None:
-    p = _command(sub, "train", "train one run on one fold", commands.cmd_train)
+    p = command_parser(sub, "train", "train one run on one fold", commands.cmd_train)
     _add_fold_inputs(p)
     p.add_argument("--out-dir", required=True, help="folder for model.pt, model_last.pt, history.csv and run.json")
     p.add_argument("--checkpoint", default=None, help="resume state, saved every epoch, deleted at the end (resumable training)")
     p.add_argument("--dataset", default="ham10000", help=DATASET_HELP + "; run.json records it for evaluation and predict (default: %(default)s)")
-    _add_settings(p, "train", "training settings (Sec. II-G)")
-    _add_job_options(p, torch_home=True)
+    add_settings(p, "train", "training settings (Sec. II-G)")
+    add_job_options(p, torch_home=True)
 
 
 def _add_evaluate(sub) -> None:
-    p = _command(sub, "evaluate", "evaluate a fold's model on the test part", commands.cmd_evaluate)
+    p = command_parser(sub, "evaluate", "evaluate a fold's model on the test part", commands.cmd_evaluate)
     _add_fold_inputs(p)
     p.add_argument("--model", required=True, help="model.pt written by `patchlesion train` for this run and fold")
     p.add_argument("--predictions", required=True, help="predictions.csv to write (one probability per class and image)")
     p.add_argument("--metrics", required=True, help="metrics.json to write")
-    _add_settings(p, "evaluate", "data geometry and device (the training values)")
-    _add_job_options(p)
+    add_settings(p, "evaluate", "data geometry and device (the training values)")
+    add_job_options(p)
 
 
 def _add_table(sub) -> None:
-    p = _command(sub, "table", "paper-style table (mean ± std over folds) with the paper's numbers", commands.cmd_table)
+    p = command_parser(sub, "table", "paper-style table (mean ± std over folds) with the paper's numbers", commands.cmd_table)
     p.add_argument("--table", default="II", help="the paper's table (II, III, IV, V, VI) whose numbers are shown beside ours")
     p.add_argument("--metrics", nargs="+", required=True, help=METRICS_HELP)
     p.add_argument("--csv", required=True, help="CSV file to write")
@@ -221,11 +143,12 @@ def _add_table(sub) -> None:
     p.add_argument("--latex", default=None, help="also write a booktabs LaTeX table")
     p.add_argument("--reference", default=None, help="row label the paired bootstrap intervals compare with")
     p.add_argument("--seed", type=NON_NEGATIVE, default=0, help="bootstrap seed")
+    p.add_argument("--no-paper", dest="paper", action="store_false", help="leave the paper's columns empty (a dataset other than the paper's)")
 
 
 def _add_claims(sub) -> None:
     text = "a verdict on each of the paper's claims, per backbone, from paired bootstrap intervals (docs/claims.md)"
-    p = _command(sub, "claims", text, commands.cmd_claims)
+    p = command_parser(sub, "claims", text, commands.cmd_claims)
     p.add_argument("--table-metrics", nargs="+", action="append", metavar=("TABLE", "METRICS"),
                    help="a table (II) and its runs' fold metrics.json files (predictions.csv beside each); once per table")  # fmt: skip
     p.add_argument("--label", nargs=3, action="append", metavar=("TABLE", "RUN", "ROW"), help="the paper's row label of a run in a table")
@@ -238,7 +161,7 @@ def _add_claims(sub) -> None:
 
 def _add_table_figures(sub) -> None:
     text = "confusion matrix of a table's best run and training curves of its runs"
-    p = _command(sub, "table-figures", text, commands.cmd_table_figures)
+    p = command_parser(sub, "table-figures", text, commands.cmd_table_figures)
     p.add_argument("--table", required=True, help="the table's name in the figures' titles (II, III, ...)")
     p.add_argument("--metrics", nargs="+", required=True, help=METRICS_HELP)
     p.add_argument("--label", nargs=2, action="append", metavar=("RUN", "ROW"), help=LABEL_HELP)
@@ -248,7 +171,7 @@ def _add_table_figures(sub) -> None:
 
 
 def _add_figure4(sub) -> None:
-    p = _command(sub, "figure4", "Fig. 4: attention weights of a model on test images", commands.cmd_figure4)
+    p = command_parser(sub, "figure4", "Fig. 4: attention weights of a model on test images", commands.cmd_figure4)
     p.add_argument("--index", required=True, help=INDEX_HELP)
     p.add_argument("--split", required=True, help=SPLIT_HELP)
     p.add_argument("--run", required=True, help="run with patch attention (att_initial, att_end or att_dual)")
@@ -256,19 +179,19 @@ def _add_figure4(sub) -> None:
     p.add_argument("--fold", type=int, default=1, choices=[1, 2, 3], help="the fold the model was trained on (its test part is shown)")
     p.add_argument("--images-per-class", type=POSITIVE, default=3, help="test images shown per class")
     p.add_argument("--out", required=True, help=PNG_HELP)
-    _add_settings(p, "figure4", "data geometry and device (the training values)")
-    _add_job_options(p, cache=False)
+    add_settings(p, "figure4", "data geometry and device (the training values)")
+    add_job_options(p, cache=False)
 
 
 def _add_figure5(sub) -> None:
-    p = _command(sub, "figure5", "Fig. 5: MC-sensitivity against patch dropout, one line per NC", commands.cmd_figure5)
+    p = command_parser(sub, "figure5", "Fig. 5: MC-sensitivity against patch dropout, one line per NC", commands.cmd_figure5)
     p.add_argument("--metrics", nargs="+", required=True, help=METRICS_HELP)
     p.add_argument("--out", required=True, help=PNG_HELP)
     p.add_argument("--csv", required=True, help="the plotted numbers")
 
 
 def _add_report(sub) -> None:
-    p = _command(sub, "report", "results/REPORT.md linking every table and figure", commands.cmd_report)
+    p = command_parser(sub, "report", "results/REPORT.md linking every table and figure", commands.cmd_report)
     p.add_argument("--results", default="results", help="the results folder")
     p.add_argument("--dataset", required=True, help="the dataset whose tables and figures are linked (results/DATASET)")
     p.add_argument("--preset", default="paper", help="the config preset the results were made with (named in the report)")
@@ -276,24 +199,25 @@ def _add_report(sub) -> None:
                    help="a table computed on another dataset, e.g. IV derm7pt")  # fmt: skip
     p.add_argument("--only", nargs="+", metavar="TABLE",
                    help="report only these tables, e.g. II III official_test (default: every table found)")  # fmt: skip
+    p.add_argument("--own-data", action="store_true", help="DATASET is your own (no paper numbers, no Table IV or official test set)")
     p.add_argument("--out", required=True, help="Markdown file to write")
 
 
 def _add_official_test(sub) -> None:
     text = "predict an official test set (all images) with each fold model and their ensemble; leaderboard score"
-    p = _command(sub, "official-test", text, commands.cmd_official_test)
+    p = command_parser(sub, "official-test", text, commands.cmd_official_test)
     p.add_argument("--index", required=True, help="index.csv of the official test set")
     p.add_argument("--run", required=True, help=RUN_EXAMPLE)
     p.add_argument("--folds", type=int, nargs="+", required=True, choices=[1, 2, 3], help="the folds whose models are given")
     p.add_argument("--models", nargs="+", required=True, help="one model file per fold, in the order of --folds")
     p.add_argument("--out-dir", required=True, help="folder for the predictions, submission.csv and metrics.json")
-    _add_settings(p, "official-test", "data geometry and device (the training values)")
-    _add_job_options(p)
+    add_settings(p, "official-test", "data geometry and device (the training values)")
+    add_job_options(p)
 
 
 def _add_official_table(sub) -> None:
     text = "table of the official test set: fold-model and ensemble balanced multiclass accuracy"
-    p = _command(sub, "official-table", text, commands.cmd_official_table)
+    p = command_parser(sub, "official-table", text, commands.cmd_official_table)
     p.add_argument("--metrics", nargs="+", required=True, help="metrics.json files written by official-test")
     p.add_argument("--heldout-metrics", nargs="+", default=None, help="the runs' test-part metrics.json (evaluate), for comparison")
     p.add_argument("--label", nargs=2, action="append", metavar=("RUN", "ROW"), help=LABEL_HELP)
@@ -305,7 +229,7 @@ def _add_official_table(sub) -> None:
 
 def _add_convert_derm7pt(sub) -> None:
     text = "derm7pt (SPC) release_v0 -> a HAM10000-format folder with split.csv (Table IV)"
-    p = _command(sub, "convert-derm7pt", text, commands.cmd_convert_derm7pt)
+    p = command_parser(sub, "convert-derm7pt", text, commands.cmd_convert_derm7pt)
     p.add_argument("--release", required=True, help="the unpacked derm7pt release_v0 folder (meta/, images/)")
     p.add_argument("--out", required=True, help="HAM10000-format folder to write")
     p.add_argument("--split", choices=["official", "authors"], default="official",
@@ -315,26 +239,26 @@ def _add_convert_derm7pt(sub) -> None:
 
 def _add_fetch_weights(sub) -> None:
     text = "download ImageNet weights into the local cache (checksum verified)"
-    p = _command(sub, "fetch-weights", text, commands.cmd_fetch_weights)
+    p = command_parser(sub, "fetch-weights", text, commands.cmd_fetch_weights)
     p.add_argument("backbones", nargs="+", metavar="BACKBONE", help="densenet121, inception_v3, se_resnext50 or timm:<model>")
     p.add_argument("--torch-home", default=None, help="cache folder (default: $TORCH_HOME or resources/torch)")
 
 
 def _add_predict(sub) -> None:
     text = "classify images with a trained model (CSV to stdout, or --output .csv/.json)"
-    p = _command(sub, "predict", text, commands.cmd_predict)
+    p = command_parser(sub, "predict", text, commands.cmd_predict)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG ...)")
     p.add_argument("--model", required=True, help="model.pt of a training run (weights only)")
     p.add_argument("--run", default=None, help=f"canonical run name the model was trained as ({FROM_RUN_JSON})")
     p.add_argument("--output", default=None, help="FILE.csv or FILE.json (default: CSV to stdout)")
     p.add_argument("--overlay-dir", default=None, help="attention models: write <image stem>_attention.png here")
-    _add_settings(p, "predict", "data geometry and device (the training values)", from_run_json=("--image-size", "--crop-size"))
-    _add_job_options(p, cache=False)
+    add_settings(p, "predict", "data geometry and device (the training values)", from_run_json=("--image-size", "--crop-size"))
+    add_job_options(p, cache=False)
 
 
 def _add_cost(sub) -> None:
     text = "cost plan of a grid: time each model shape on this device, price every job, project device- and wall-clock hours"
-    p = _command(sub, "cost", text, commands.cmd_cost)
+    p = command_parser(sub, "cost", text, commands.cmd_cost)
     p.add_argument("--grid", required=True, help="the jobs as JSON, or a file holding it (`snakemake cost` passes the configured grid)")
     p.add_argument("--index", nargs=2, action="append", required=True, metavar=("DATASET", "INDEX"),
                    help="index.csv of a dataset of the grid (training datasets and the official test set)")  # fmt: skip
@@ -347,8 +271,8 @@ def _add_cost(sub) -> None:
     p.add_argument("--budget", type=float, default=None, metavar="HOURS", help="wall-clock hours available: say whether the grid fits, else what to cut")
     p.add_argument("--csv", default=None, help="write cost.csv: one row per job kind of each run")
     p.add_argument("--markdown", default=None, help="write cost.md: hours per table and in total, measured times per shape")
-    _add_settings(p, "train", "training settings of the jobs (Sec. II-G; learning rate and weights do not change the time)")
-    _add_job_options(p, cache=False)
+    add_settings(p, "train", "training settings of the jobs (Sec. II-G; learning rate and weights do not change the time)")
+    add_job_options(p, cache=False)
 
 
 def _add_downloads(sub) -> None:
@@ -357,7 +281,7 @@ def _add_downloads(sub) -> None:
         ("download-ham10000", "download HAM10000 (checksums verified) into a HAM10000-format folder", commands.cmd_download_ham10000),
         ("download-isic2018-test", "download the ISIC 2018 Task 3 test set into a HAM10000-format folder", commands.cmd_download_isic2018_test),
     ):
-        p = _command(sub, name, text, func)
+        p = command_parser(sub, name, text, func)
         p.add_argument("--out", required=True, help="the dataset folder to create (must not exist or be empty)")
         p.add_argument("--downloads", default="resources/downloads", help="where raw downloads are kept and resumed")
         p.add_argument("--source", choices=["dataverse", "isic2018"], default=None, help="where to download from (default: dataverse)")
@@ -377,9 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``patchlesion`` argument parser."""
     parser = Parser(prog="patchlesion", description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
-    parser.add_argument("--version", action=_Version)
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="`patchlesion COMMAND --help` lists its options")
-    for add in (_add_synthesize, _add_index, _add_prepare, _add_split, _add_train, _add_evaluate, _add_table, _add_claims,
+    for add in (_add_synthesize, _add_index, _add_index_folder, _add_prepare, _add_split, _add_train, _add_evaluate, _add_table, _add_claims,
                 _add_table_figures, _add_figure4, _add_figure5, _add_report, _add_official_test, _add_official_table, _add_convert_derm7pt,
                 _add_fetch_weights):  # fmt: skip
         add(sub)

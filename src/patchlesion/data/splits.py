@@ -130,6 +130,12 @@ def stratified_split(
             for k, (_, test_idx) in enumerate(sgkf.split(m, m["dx"], groups=m["lesion_id"])):
                 fold_of[test_idx] = k
         except ValueError as exc:  # e.g. every class smaller than n_parts
+            counts = m["dx"].value_counts()
+            if counts.iloc[0] < n_parts:
+                raise SplitError(
+                    f"cannot make a stratified {n_parts}-part split: every class has fewer than {n_parts} images (the largest, "
+                    f"{counts.index[0]}, has {counts.iloc[0]}); each part needs images of each class, so add images"
+                ) from exc
             raise SplitError(f"cannot make a stratified {n_parts}-part split of this metadata: {exc}") from exc
     # Number the parts by content, not by sklearn's fold order: part 0 is the part holding the
     # alphabetically first image id, part 1 the next, and so on.

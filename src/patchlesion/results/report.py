@@ -27,12 +27,18 @@ SKIPPED: dict[str, str] = {
     ),
 }
 
+#: What the Skipped section says on a dataset of your own (docs/own-data.md §1) instead of :data:`SKIPPED`.
+SKIPPED_OWN_DATA = (
+    "**Table IV (derm7pt / SPC) and the official test set (ISIC 2018 Task 3)**: not run: they test the paper's "
+    "HAM10000 models on other data of the same seven classes, so they belong to the paper's datasets only."
+)
+
 _TABLE_ORDER = ("II", "III", "IV", "V", "VI")
 
 
 def write_report(
     results: str | Path, dataset: str, preset: str, out: str | Path, table_datasets: dict[str, str] | None = None,
-    only: list[str] | None = None,
+    only: list[str] | None = None, own_data: bool = False,
 ) -> str:
     """Write ``out`` (Markdown) for the tables and figures found under ``results/<dataset>``.
 
@@ -41,17 +47,21 @@ def write_report(
     listed as skipped with its reason. ``only`` (table names such as ``II``, and ``official_test``)
     limits the report to the tables of this run of the workflow, so that a table left from an earlier
     configuration (e.g. the official test set, now switched off) is not reported as if it were current.
+    ``own_data``: ``dataset`` is a dataset of the user's own (docs/own-data.md §1): the paper's numbers
+    are not beside ours, and Table IV and the official test set are not run.
     """
     results, out = Path(results), Path(out)
     base = results / dataset
     if not base.is_dir():
         raise PatchlesionError(f"{base}: no results of dataset {dataset!r} there; pass the --results folder and --dataset the workflow wrote.")
     table_datasets = dict(table_datasets or {})
+    title = f"the grid of Gessert et al. 2019 on your dataset `{dataset}`" if own_data else f"Gessert et al. 2019 reproduced on `{dataset}`"
+    beside = "; the paper's columns stay empty, its numbers are HAM10000's" if own_data else " beside the paper's"
     lines = [
-        f"# Results: Gessert et al. 2019 reproduced on `{dataset}` (preset `{preset}`)",
+        f"# Results: {title} (preset `{preset}`)",
         "",
         f"Written {_dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} by `patchlesion report`. Numbers are ours "
-        "(mean ± population std over the fold models on the held-out test part) beside the paper's; "
+        f"(mean ± population std over the fold models on the held-out test part){beside}; "
         "F1 is the paper's prediction-weighted F1.",
         "",
     ]
@@ -88,7 +98,7 @@ def write_report(
             lines += [f"### Fig. {number}: {text}", "", f"![Fig. {number}]({_rel(png, out)})", "", f"PDF: [{pdf.name}]({_rel(pdf, out)})", ""]
     lines += machines_section([base, *(results / other for other in sorted(set(table_datasets.values())))])
     produced = {md.stem.removeprefix("table_") for md in tables} | ({"official_test"} if show_official else set())
-    skipped = [why for name, why in SKIPPED.items() if name not in produced]
+    skipped = [SKIPPED_OWN_DATA] if own_data else [why for name, why in SKIPPED.items() if name not in produced]
     lines += ["## Skipped", ""]
     lines += [f"- {why}" for why in skipped] or ["Nothing."]
     lines.append("")

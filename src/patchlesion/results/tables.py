@@ -119,7 +119,7 @@ def _group_records(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str,
     return {key: groups[key] for key in ordered}
 
 
-def summarise_folds(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+def summarise_folds(records: Iterable[Mapping[str, Any]], paper: bool = True) -> pd.DataFrame:
     """Mean ± population std (ddof=0) over folds, in percent, per (table, backbone, row), joined with the paper.
 
     Each record is ``{table, backbone (our registry name), row (the paper's row label), fold,
@@ -128,7 +128,8 @@ def summarise_folds(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
     Output columns: ``table, backbone, paper_backbone, row, n_folds`` and, for each metric ``m``,
     ``m, m_std`` (ours, percent; ``m_std`` NaN for a single fold), ``paper_m, paper_m_std`` (the paper's, NaN where the paper has
-    no such row for that table/backbone, or no std) and ``delta_m`` = ours − paper.
+    no such row for that table/backbone, or no std) and ``delta_m`` = ours − paper. With ``paper``
+    false (a dataset other than the paper's) the paper's columns stay empty.
     """
     rows: list[dict[str, Any]] = []
     for (table, backbone, row), values in _group_records(records).items():
@@ -151,7 +152,7 @@ def summarise_folds(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         columns += [m, f"{m}_std"]
     ours = pd.DataFrame(rows, columns=columns)
 
-    paper = load_paper_tables()
+    paper = load_paper_tables() if paper else load_paper_tables().iloc[:0]
     paper = paper.rename(columns={"backbone": "paper_backbone", **{c: f"paper_{c}" for m in METRICS for c in (m, f"{m}_std")}})
     merged = ours.merge(paper, how="left", on=["table", "paper_backbone", "row"], validate="many_to_one")
     for m in METRICS:
@@ -203,8 +204,10 @@ def summarise_runs(
     labels: Mapping[str, str] | None = None,
     reference: str | None = None,
     seed: int = 0,
+    paper: bool = True,
 ) -> pd.DataFrame:
-    """Table ``table`` from the fold metrics.json files of its runs: :func:`summarise_folds` of their metrics.
+    """Table ``table`` from the fold metrics.json files of its runs: :func:`summarise_folds` of their
+    metrics (``paper``: with the paper's numbers beside them).
 
     ``labels`` maps a run's canonical name to the paper's row label (default: the run name); rows
     are grouped by backbone and label. With ``reference`` (a row label) every other row of a
@@ -222,7 +225,7 @@ def summarise_runs(
         records.append({"table": table, "backbone": spec.backbone, "row": row, "fold": metrics["fold"], **{m: metrics[m] for m in METRICS}})
         if reference:
             predictions.setdefault((spec.backbone, row), []).append(read_csv_beside(path, "predictions.csv", "test predictions"))
-    summary = summarise_folds(records)
+    summary = summarise_folds(records, paper=paper)
     if reference:
         summary = add_bootstrap_columns(summary, reference_intervals(predictions, reference, seed=seed, table=table), reference)
     return summary
