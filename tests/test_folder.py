@@ -133,3 +133,12 @@ def test_an_unknown_diagnosis_type_names_the_row(tmp_path):
     labels.to_csv(tmp_path / "labels.csv", index=False)
     with pytest.raises(DatasetError, match=r"line 4: diagnosis type 'biopsy' of image 'img002' is not one of consensus, follow_up, confocal, histo"):
         index_folder(_dataset(tmp_path, diagnosis_type_column="how"))
+
+
+def test_a_table_without_the_paper_leaves_its_columns_empty():
+    from patchlesion.results.tables import summarise_folds
+
+    records = [{"table": "II", "backbone": "densenet121", "row": "Multi-Crop", "fold": f, "mc_sensitivity": 0.5, "mc_specificity": 0.9,
+                "f1": 0.8} for f in (1, 2)]  # fmt: skip
+    assert summarise_folds(records)["paper_mc_sensitivity"].notna().all()  # the paper has this row
+    assert summarise_folds(records, paper=False).filter(like="paper_").drop(columns="paper_backbone").isna().all().all()
