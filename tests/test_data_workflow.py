@@ -138,7 +138,7 @@ def test_smoke_run_plans_the_demo_grid_on_a_ham10000_copy(tmp_path):
     assert {rule: _job_count(stats, rule) for rule in SMOKE_JOBS} == SMOKE_JOBS
     assert _job_count(stats, "total") == sum(SMOKE_JOBS.values()) == 111  # and no other rule (no synthesize, no download_ham10000)
     assert f"patchlesion index --data-dir {ham} --out results/ham10000/index.csv " in stats
-    assert "patchlesion split --index results/ham10000/index.csv --method stratified " in stats
+    assert "patchlesion split --index results/ham10000/index.csv --dataset ham10000 --method stratified " in stats
     train = [line for line in stats.splitlines() if line.startswith("Shell command: patchlesion train ")]
     assert len(train) == 42
     for line in train:

@@ -90,7 +90,7 @@ def _planning_error(tmp_path: Path, config: Path, *overrides: str) -> str:
 
 @pytest.mark.parametrize(("entry", "overrides", "words"), [
     ({}, ["dataset=mystery"], "config key 'dataset': unknown dataset 'mystery'; choose ham10000, synthetic or a dataset under 'datasets'; "
-                              "datasets defined under 'datasets': mine"),
+                              "datasets defined under 'datasets': isic2019, mine"),
     ({"classes": ["cat"], "benign": []}, ["dataset=mine"], "config key 'datasets/mine/classes': a class set needs at least two classes, got ['cat']"),
     ({"benign": ["emu"]}, ["dataset=mine"], "config key 'datasets/mine/classes': benign class(es) emu are not among the classes"),
     ({"dir": None}, ["dataset=mine"], "config key 'datasets/mine/dir': give the folder that holds the images of dataset mine"),

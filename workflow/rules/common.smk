@@ -415,7 +415,7 @@ def check_diagnosis_types():
         if DATASETS[dataset]["available"] and refused_rows(table):
             rows = ", ".join(map(repr, refused_rows(table)))
             print(f"note: Table {table} on {dataset}: row(s) {rows} left out: diagnosis-guided weighting needs each image's diagnosis "
-                  f"type, and dataset {dataset} has none (set datasets/{dataset}/diagnosis_type_column; docs/own-data.md §1).", file=sys.stderr)  # fmt: skip
+                  f"type, and dataset {dataset} has none (set datasets/{dataset}/diagnosis_type_column; docs/own-data.md §6).", file=sys.stderr)  # fmt: skip
     if has_diagnosis_types(DATASET):
         return
     for name, figure in FIGURES.items():

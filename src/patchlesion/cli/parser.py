@@ -88,7 +88,7 @@ def _add_index_folder(sub) -> None:
     for role, default, what in (("image", "image_id", "the image: its file name without extension, or its path relative to --dir"),
                                 ("label", "label", "the class name"), ("group", None, "the lesion group (optional)"),
                                 ("diagnosis-type", None, "the diagnosis type: histo, follow_up, consensus or confocal (optional)")):  # fmt: skip
-        p.add_argument(f"--{role}-column", default=default, help=f"the CSV's column of {what} (default: %(default)s)")
+        p.add_argument(f"--{role}-column", default=default, help=f"the CSV's column of {what}" + (" (default: %(default)s)" if default else ""))
     p.add_argument("--out", required=True, help="index.csv to write")
     p.add_argument("--description", required=True, help="dataset.json to write: the dataset's classes and columns, for split and train --dataset")
 

@@ -1,4 +1,5 @@
-"""Folder datasets: any labelled image folder through the paper's grid (docs/own-data.md §1).
+"""Folder datasets: any labelled image folder through the paper's grid (docs/own-data.md §1;
+its checks: docs/own-data.md §4).
 
 A folder dataset is a folder of JPEG or PNG images (any size, flat or nested) and a CSV with one row
 per image: the image (its id, the file name without extension, found anywhere below the folder; or
@@ -96,7 +97,7 @@ def read_labels(dataset: FolderDataset) -> pd.DataFrame:
     if missing:
         raise DatasetError(
             f"{path}: no column(s) {', '.join(map(repr, missing))} (the header has {', '.join(map(repr, table.columns))}); "
-            f"rename the column or set datasets/{dataset.name}'s column options (docs/own-data.md §1)."
+            f"rename the column or set datasets/{dataset.name}'s column options (docs/own-data.md §3)."
         )
     table["line"] = table.index + 2  # +1 for the header, +1 for 1-based line numbers
     blank = table[list(dataset._columns)].fillna("").apply(lambda column: column.str.strip() == "").all(axis=1)
