@@ -223,3 +223,26 @@ def test_se_resnext50_from_pretrainedmodels_and_from_timm_is_one_network(timm):
         torch.testing.assert_close(modern.eval()(crops), paper.eval()(crops), rtol=0, atol=1e-5)
         # training mode too: batch statistics, and no dropout in either
         torch.testing.assert_close(modern.train()(crops), paper.train()(crops), rtol=0, atol=1e-5)
+
+
+def test_a_crop_size_the_backbone_cannot_take_is_refused_at_planning_and_by_train(timm, tmp_path, capsys):
+    from patchlesion.method.backbones import BACKBONES
+
+    vit = BACKBONES["timm:vit_tiny_patch16_224"]  # timm: fixed_input_size, input_size (3, 224, 224)
+    assert vit.fixed_crop_size == 224 and BACKBONES["timm:resnet18"].fixed_crop_size is None
+    vit.check_crop_size(224)
+    with pytest.raises(PatchlesionError, match=r"takes only 224-pixel crops \(its input size is fixed\), not crop_size 48; set crop_size to 224"):
+        vit.check_crop_size(48)
+    with pytest.raises(PatchlesionError, match=r"backbone inception_v3 needs crops of at least 75 pixels, not crop_size 48"):
+        BACKBONES["inception_v3"].check_crop_size(48)
+    BACKBONES["inception_v3"].check_crop_size(75)
+    # a training job refuses it before it reads or writes anything
+    code = main(["train", "--index", "none.csv", "--split", "none.csv", "--fold", "1", "--run", "inception_v3-multi_crop-nc9-mean-loss_weighting-k1",
+                 "--out-dir", str(tmp_path / "run"), "--crop-size", "48", "--image-size", "160", "120"])  # fmt: skip
+    assert code == 2 and "needs crops of at least 75 pixels" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    # and the workflow at planning, naming the key
+    from test_workflow import ROOT, snakemake
+
+    result = snakemake("-n", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), "--config", "preset=demo",
+                       "backbones=[timm:vit_tiny_patch16_224]")  # fmt: skip
+    assert result.returncode == 2 and "error: config key 'crop_size': backbone timm:vit_tiny_patch16_224 takes only 224-pixel crops" in result.stderr

@@ -132,14 +132,18 @@ def run_backbone(backbone):
 
 
 def check_backbone(backbone):
-    """A backbone has a learning rate, and a timm model exists in timm's catalogue (this imports
-    timm and torch, only when a timm backbone is configured)."""
+    """A backbone has a learning rate, and a timm model exists in timm's catalogue and takes the
+    configured crops (this imports timm and torch, only when a timm backbone is configured)."""
     try:
         per_backbone(config["learning_rate"], backbone)
         if is_timm(backbone):
             from patchlesion.method.backbones import BACKBONES
 
             BACKBONES.check(backbone)
+            try:
+                BACKBONES[backbone].check_crop_size(config["crop_size"])
+            except PatchlesionError as error:
+                config_error(f"config key 'crop_size': {error}")
     except PatchlesionError as error:
         config_error(f"config key 'backbones': {error}")
 

@@ -156,11 +156,13 @@ def cmd_split(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from patchlesion.data.description import load_description
     from patchlesion.engine.training import train_run
+    from patchlesion.method.backbones import BACKBONES
     from patchlesion.method.runs import RunSpec
 
     spec = RunSpec.from_name(args.run).check_registries()
     dataset = load_description(args.dataset)
     dataset.check_balancing(spec.balancing)  # before a GPU is leased
+    BACKBONES[spec.backbone].check_crop_size(args.crop_size)
     start_job(args)
     index, split = _read_fold_inputs(args, dataset)
     settings = TrainSettings.from_args(args)

@@ -23,6 +23,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from patchlesion.errors import PatchlesionError
 from patchlesion.method import timm_backbones
 from patchlesion.method.normalisation import IMAGENET
 from patchlesion.method.registry import Registry
@@ -33,8 +34,9 @@ __all__ = ["BACKBONES", "Backbone", "build_backbone"]
 @dataclass(frozen=True)
 class Backbone:
     """A registry entry: how to build the feature extractor, its feature size (None: the size timm
-    reports for the built model), its smallest crop, and the per-channel ``mean`` and ``std`` of the
-    input its ImageNet weights were trained on (``normalisation: model``; None: raw [0, 1] input)."""
+    reports for the built model), its smallest crop, the per-channel ``mean`` and ``std`` of the
+    input its ImageNet weights were trained on (``normalisation: model``; None: raw [0, 1] input), and
+    the one crop size it takes where its input size is fixed (a vision transformer's), else None."""
 
     name: str
     build: Callable[[bool], nn.Module]
@@ -42,6 +44,20 @@ class Backbone:
     min_crop_size: int
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    fixed_crop_size: int | None = None
+
+    def check_crop_size(self, crop_size: int) -> None:
+        """Refuse a crop size the network cannot take, before anything is built or written."""
+        if self.fixed_crop_size is not None and crop_size != self.fixed_crop_size:
+            raise PatchlesionError(
+                f"backbone {self.name} takes only {self.fixed_crop_size}-pixel crops (its input size is fixed), not crop_size "
+                f"{crop_size}; set crop_size to {self.fixed_crop_size} or choose a backbone without a fixed input size."
+            )
+        if crop_size < self.min_crop_size:
+            raise PatchlesionError(
+                f"backbone {self.name} needs crops of at least {self.min_crop_size} pixels, not crop_size {crop_size}; "
+                f"set crop_size to {self.min_crop_size} or more."
+            )
 
 
 #: Feature extractors by name; ``@BACKBONES.register(name, n_features=F, min_crop_size=s)`` above a
@@ -61,7 +77,8 @@ def _timm_backbone(name: str, model: str) -> Backbone:
     """The entry of ``timm:<model>``: checked against timm's catalogue, statistics from timm."""
     config = timm_backbones.pretrained_config(name)
     min_crop_size = config.min_input_size[-1] if config.min_input_size else 32
-    return Backbone(name, partial(_build_timm, name), None, min_crop_size, tuple(config.mean), tuple(config.std))
+    fixed = config.input_size[-1] if getattr(config, "fixed_input_size", False) else None
+    return Backbone(name, partial(_build_timm, name), None, min_crop_size, tuple(config.mean), tuple(config.std), fixed)
 
 
 def _build_timm(name: str, pretrained: bool) -> nn.Module:
