@@ -334,15 +334,15 @@ def image_cache(wildcards):
     return cache_manifest(wildcards.dataset)
 
 
-def prepare_inputs(wildcards):
-    """The index and every image it lists: a changed image (newer file) reruns the cache.
+def indexed_images(wildcards):
+    """Every image the index lists: a changed image (newer file) reruns the cache.
 
-    `index` is a checkpoint, so the image list is read once the index exists and is the same in
-    every later invocation (a list that grew after the first run would itself trigger a rerun)."""
+    The index is a checkpoint, so the image list is read once the index exists and is the same in
+    every later invocation (a list that grew after the first run would itself trigger a rerun). The
+    index itself is a plain input of rule prepare, so that a dry run prints its path."""
     index = index_checkpoint(wildcards.dataset).get(dataset=wildcards.dataset).output[0]
     with open(index, newline="") as handle:
-        paths = [row["path"] for row in csv.DictReader(handle)]
-    return {"index": index, "images": paths}
+        return [row["path"] for row in csv.DictReader(handle)]
 
 
 # ==================================================================================================

@@ -91,7 +91,8 @@ checkpoint index_folder:
 # cache); reruns when an image file changes.
 rule prepare:
     input:
-        unpack(prepare_inputs),
+        index="results/{dataset}/index.csv",
+        images=indexed_images,
     output:
         images="results/{dataset}/cache/{width}x{height}/images.u8",
         manifest="results/{dataset}/cache/{width}x{height}/manifest.json",
