@@ -114,3 +114,15 @@ def test_tables_and_report_of_a_folder_dataset_leave_the_paper_out(tmp_path):
     tables = [line for line in commands if line.startswith("patchlesion table ")]
     assert len(tables) == 2 and all("--no-paper" in line for line in tables)
     assert "--own-data" in next(line for line in commands if line.startswith("patchlesion report "))
+
+
+def test_the_isic2019_preset_plans_table_ii_on_the_downloaded_folder(tmp_path):
+    from test_workflow import _job_count
+
+    result = snakemake("-n", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), "--config", "preset=isic2019")
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = result.stdout + result.stderr
+    # Table II's 7 rows x the paper's 3 backbones x 3 folds; Fig. 4 draws on End Attention's fold-1 model
+    assert (_job_count(text, "download_isic2019"), _job_count(text, "index_folder")) == (1, 1)
+    assert (_job_count(text, "train"), _job_count(text, "evaluate"), _job_count(text, "table"), _job_count(text, "figure4")) == (63, 63, 1, 1)
+    assert _job_count(text, "official_test") == 0 and _job_count(text, "figure5") == 0

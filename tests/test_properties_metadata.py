@@ -202,7 +202,7 @@ def test_a_row_without_a_required_value_is_rejected_with_its_line(short_field, o
         else:
             raise AssertionError("a row without a required value was accepted")
     assert f"{path}, line 3: the row has fewer fields than the header" in message
-    assert short_field in message.split("(no ")[1] and "nan" not in message
+    assert short_field in message.split("(no ")[1] and "nan" not in message.split("(no ")[1]  # (the temporary folder's name may hold "nan")
 
 
 @settings(max_examples=40)
