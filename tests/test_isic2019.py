@@ -19,7 +19,8 @@ from PIL import Image
 from httpfake import Route
 from patchlesion.cli import main
 from patchlesion.data.acquire.datasets import DownloadSettings, download_isic2019
-from patchlesion.data.isic2019 import BENIGN_CLASSES, CLASS_SET, CLASSES, convert_isic2019, read_labels
+from patchlesion.data.acquire.isic2019 import convert_isic2019
+from patchlesion.data.isic2019 import BENIGN_CLASSES, CLASS_SET, CLASSES, read_labels
 from patchlesion.errors import DatasetError, PatchlesionError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,11 +73,11 @@ def metadata() -> str:
     return "\n".join(rows) + "\n"
 
 
-def archive(members: dict[str, bytes] | None = None) -> bytes:
+def archive(members: dict[str, bytes] | None = None, prefix: str = "") -> bytes:
     """The image zip: every image (and one more, not in the ground truth) below its folder, and a LICENSE."""
     if members is None:
-        members = {f"{FOLDER}/{image}.jpg": data for image, data in JPEGS.items()}
-        members[f"{FOLDER}/LICENSE.txt"] = b"CC-BY-NC"
+        members = {f"{prefix}{FOLDER}/{image}.jpg": data for image, data in JPEGS.items()}
+        members[f"{prefix}{FOLDER}/LICENSE.txt"] = b"CC-BY-NC"
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         for name, data in members.items():
@@ -101,8 +102,9 @@ def test_classes_and_benign_ones():
     assert BENIGN_CLASSES == ("NV", "BKL", "DF", "VASC") and CLASS_SET.index("SCC") == 7
 
 
-def test_conversion_of_the_archive(tmp_path, caplog):
-    gt, meta, images = write_files(tmp_path / "in")
+@pytest.mark.parametrize("prefix", ["", "./"], ids=["plain", "dot_slash"])  # ./ is dropped when unpacked
+def test_conversion_of_the_archive(tmp_path, caplog, prefix):
+    gt, meta, images = write_files(tmp_path / "in", zip_bytes=archive(prefix=prefix))
     with caplog.at_level(logging.INFO):
         labels = convert_isic2019(images, gt, meta, tmp_path / "out")
     out = tmp_path / "out"
@@ -191,7 +193,7 @@ BAD_INPUTS = {
     "empty_table": (dict(gt="image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK\n"), "ISIC_2019_Training_GroundTruth.csv: the ISIC 2019 ground truth has no rows."),
     "image_missing": (
         dict(zip_bytes=archive({f"{FOLDER}/{i}.jpg": d for i, d in JPEGS.items() if i != "ISIC_0000003"})),
-        "ISIC_2019_Training_Input.zip: 1 image(s) of ISIC_2019_Training_GroundTruth.csv are not in it, e.g. ISIC_0000003;",
+        "ISIC_2019_Training_Input.zip: 1 image(s) of the ground truth are not in it, e.g. ISIC_0000003;",
     ),
     "image_twice": (
         dict(zip_bytes=archive({**{f"{FOLDER}/{i}.jpg": d for i, d in JPEGS.items()}, "extra/ISIC_0000003.JPG": JPEGS["ISIC_0000003"]})),
@@ -199,7 +201,7 @@ BAD_INPUTS = {
     ),
     "not_a_jpeg": (
         dict(zip_bytes=archive({**{f"{FOLDER}/{i}.jpg": d for i, d in JPEGS.items()}, f"{FOLDER}/ISIC_0000003.jpg": b"\x89PNG\r\n"})),
-        "ISIC_2019_Training_Input.zip: ISIC_2019_Training_Input/ISIC_0000003.jpg is not a JPEG file; download the archive again.",
+        "ISIC_2019_Training_Input.zip: ISIC_0000003.jpg is not a JPEG file; download the archive again.",
     ),
 }
 
@@ -261,9 +263,13 @@ def test_download_resumes_an_interrupted_run_and_converts(server, tmp_path, caps
     assert "Range" not in first.headers and second.headers["Range"] == f"bytes={len(images) // 2}-"
     assert (tmp_path / "out" / "labels.csv").read_text() == LABELS_CSV
     assert (tmp_path / "d" / "ISIC_2019_Training_Input.zip").read_bytes() == images
-    assert _download(server, tmp_path) == 2  # the folder exists: refused before any request
-    assert "out already exists and is not empty" in capsys.readouterr().err
-    assert len(server.requests_for("/isic2019/ISIC_2019_Training_GroundTruth.csv")) == 1
+    assert _download(server, tmp_path) == 2  # the folder exists: refused, not overwritten
+    assert "out already exists and is not empty; delete it first" in capsys.readouterr().err
+    (tmp_path / "fresh" / "out").mkdir(parents=True)
+    (tmp_path / "fresh" / "out" / "mine.txt").write_text("")
+    requests = len(server.requests)
+    assert _download(server, tmp_path / "fresh") == 2  # refused before anything is fetched
+    assert len(server.requests) == requests and not (tmp_path / "fresh" / "d").exists()
 
 
 def test_bad_tables_stop_the_download_before_the_images(server, tmp_path, capsys):

@@ -312,7 +312,7 @@ def cmd_download_isic2019(args: argparse.Namespace) -> None:
 
 
 def cmd_convert_isic2019(args: argparse.Namespace) -> None:
-    from patchlesion.data.isic2019 import convert_isic2019
+    from patchlesion.data.acquire.isic2019 import convert_isic2019
 
     convert_isic2019(args.images, args.ground_truth, args.metadata, args.out)
 

@@ -4,39 +4,36 @@ ISIC publishes the 25,331 training images of the 2019 challenge as ``ISIC_2019_T
 their labels as a one-hot table (``ISIC_2019_Training_GroundTruth.csv``:
 ``image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK``, values 0.0/1.0; UNK, the test set's out-of-distribution
 class, is 0 for every training image) and the lesion ids in ``ISIC_2019_Training_Metadata.csv``
-(``image,age_approx,anatom_site_general,lesion_id,sex``). :func:`convert_isic2019` writes them as
+(``image,age_approx,anatom_site_general,lesion_id,sex``). The folder dataset they become
+(:func:`patchlesion.data.acquire.isic2019.convert_isic2019` writes it) holds
 
 * the images, JPEG files below the output folder, named as in the archive (``ISIC_0000000.jpg``, and
   ``ISIC_0000000_downsampled.jpg`` for some images: the image id is the file stem, exactly);
 * ``labels.csv`` (UTF-8): ``image_id,label,lesion_id``, one row per image, sorted by image id;
   ``lesion_id`` is empty where the metadata has none (the image is then its own group).
 
-Every table is checked before an image is touched: a missing column, a row that is not exactly one
-of the eight classes, an UNK image, an image listed twice, metadata and ground truth that list
-different images, a file that is not UTF-8: each stops the conversion with the file and line. The
-folder is assembled in ``<out>.staging`` and renamed only when complete.
+Here the tables are read and checked (:func:`read_labels`) before an image is touched: a missing
+column, a row that is not exactly one of the eight classes, an UNK image, an image listed twice,
+metadata and ground truth that list different images, a file that is not UTF-8: each stops the
+conversion with the file and line. :func:`match_images` finds every labelled image among the
+archive's or folder's files.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import logging
 import os
 import re
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
-from patchlesion.data.acquire.archives import Limits, check_zip, extract_zip, staging_directory
 from patchlesion.errors import DatasetError
 from patchlesion.method.classes import ClassSet
 
-__all__ = ["BENIGN_CLASSES", "CLASSES", "CLASS_SET", "LABELS_FILENAME", "convert_isic2019", "read_labels"]
-
-log = logging.getLogger(__name__)
+__all__ = ["BENIGN_CLASSES", "CLASSES", "CLASS_SET", "LABELS_COLUMNS", "LABELS_FILENAME", "check_jpeg", "match_images", "read_labels"]
 
 #: ISIC 2019's eight training classes in the ground truth's column order (label index = position).
 CLASSES: tuple[str, ...] = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")
@@ -146,8 +143,12 @@ def read_labels(ground_truth: str | Path, metadata: str | Path) -> pd.DataFrame:
     return table.sort_values("image_id").reset_index(drop=True)
 
 
-def _index_images(names: Iterable[str], source: Path) -> dict[str, str]:
-    """Image id (file stem) -> relative path of every JPEG among ``names``; an id found twice is an error."""
+def match_images(labels: pd.DataFrame, names: Iterable[str], source: Path) -> tuple[dict[str, str], list[str]]:
+    """Find the images of ``labels`` among the file ``names`` (relative paths in ``source``, a zip or a
+    folder): image id (the file stem) -> name, and the ids of the JPEGs that ``labels`` does not list.
+
+    An image of ``labels`` that is not there, or a stem found twice, is an error.
+    """
     found: dict[str, str] = {}
     for name in sorted(names):
         stem, suffix = os.path.splitext(name.replace("\\", "/").rsplit("/", 1)[-1])
@@ -156,59 +157,18 @@ def _index_images(names: Iterable[str], source: Path) -> dict[str, str]:
         if stem in found:
             raise DatasetError(f"{source}: image {stem} is there twice, as {found[stem]} and {name}; keep one of them.")
         found[stem] = name
-    return found
-
-
-def convert_isic2019(images: str | Path, ground_truth: str | Path, metadata: str | Path, out: str | Path) -> pd.DataFrame:
-    """Write the ISIC 2019 training set to ``out`` as a folder dataset (docs/data.md §11); return its labels.
-
-    ``images`` is ``ISIC_2019_Training_Input.zip`` (unpacked safely, its folder kept) or a folder
-    holding the images (hard-linked where possible, else copied). Every image of the ground truth
-    must be there; images that it does not list are left out (their number is logged).
-    """
-    images, out = Path(images), Path(out)
-    labels = read_labels(ground_truth, metadata)
     wanted = set(labels["image_id"])
-    if images.is_dir():
-        found = _index_images((str(p.relative_to(images)) for p in images.rglob("*") if p.is_file()), images)
-    elif images.is_file():
-        found = _index_images((info.filename for info in check_zip(images, Limits())), images)
-    else:
-        raise DatasetError(f"{images}: no such file or folder; give ISIC_2019_Training_Input.zip or the folder it unpacks to.")
     missing = sorted(wanted - set(found))
     if missing:
         raise DatasetError(
-            f"{images}: {len(missing)} image(s) of {Path(ground_truth).name} are not in it, e.g. {missing[0]}; "
+            f"{source}: {len(missing)} image(s) of the ground truth are not in it, e.g. {missing[0]}; "
             "is it the training-image archive of the same ISIC 2019 release?"
         )
-    extra = sorted(set(found) - wanted)
-    with staging_directory(out) as stage:
-        if images.is_dir():
-            for image in sorted(wanted):
-                _link_or_copy(images / found[image], stage / found[image])
-        else:
-            extract_zip(images, stage, Limits())
-            for image in extra:
-                (stage / found[image]).unlink()
-        for image in sorted(wanted):
-            with open(stage / found[image], "rb") as file:
-                if file.read(len(_JPEG_START)) != _JPEG_START:
-                    raise DatasetError(f"{images}: {found[image]} is not a JPEG file; download the archive again.")
-        labels.to_csv(stage / LABELS_FILENAME, index=False, encoding="utf-8", lineterminator="\n")
-    if extra:
-        log.info("%d image(s) in %s are not in the ground truth and were left out, e.g. %s", len(extra), images.name, extra[0])
-    grouped = labels["lesion_id"].ne("")
-    log.info(
-        "ISIC 2019 ready in %s: %d images, %s; %d lesions, %d images without a lesion id",
-        out, len(labels), labels["label"].value_counts().reindex(CLASSES, fill_value=0).to_dict(),
-        labels.loc[grouped, "lesion_id"].nunique(), int((~grouped).sum()),
-    )  # fmt: skip
-    return labels
+    return {image: found[image] for image in sorted(wanted)}, sorted(set(found) - wanted)
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:  # another file system, or links not allowed
-        shutil.copyfile(source, target)
+def check_jpeg(path: Path, source: Path) -> None:
+    """Refuse an image file that does not start with the JPEG signature (decoding is the index's job)."""
+    with open(path, "rb") as file:
+        if file.read(len(_JPEG_START)) != _JPEG_START:
+            raise DatasetError(f"{source}: {path.name} is not a JPEG file; download the archive again.")

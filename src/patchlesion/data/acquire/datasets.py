@@ -32,6 +32,7 @@ from patchlesion.data import isic2018, isic2019
 from patchlesion.data.acquire import dataverse
 from patchlesion.data.acquire.archives import Limits, extract_zip, refuse_existing, staging_directory
 from patchlesion.data.acquire.download import Expected, download, local_name
+from patchlesion.data.acquire.isic2019 import convert_isic2019
 from patchlesion.data.ham10000 import find_images, read_dataset
 from patchlesion.errors import DatasetError, PatchlesionError
 
@@ -294,7 +295,7 @@ def download_isic2019(out: str | Path, downloads: str | Path, settings: Download
     try:
         isic2019.read_labels(*tables)
         images = _fetch_isic(settings, "images", downloads, MANUAL_ISIC2019, "isic2019")
-        isic2019.convert_isic2019(images, *tables, out)
+        convert_isic2019(images, *tables, out)
     except DatasetError as error:
         raise DatasetError(f"the downloaded ISIC 2019 files do not form a complete dataset: {error} {MANUAL_ISIC2019}") from error
     return out
