@@ -50,6 +50,24 @@ rule download_isic2018_test:
         "--settings {params.settings} > {log:q} 2>&1"
 
 
+# The ISIC 2019 training set (25,331 images, 8 classes) as a folder dataset: its images and
+# labels.csv (image_id,label,lesion_id), checked and converted (docs/data.md §11). A local rule, as
+# download_ham10000; the image zip is about 9.1 GB (config download: isic2019: max_file_gib).
+rule download_isic2019:
+    output:
+        directory("resources/isic2019"),
+    params:
+        settings=download_settings,
+    log:
+        "results/isic2019/logs/download_isic2019.log",
+    retries: 1
+    conda:
+        "../../envs/patchlesion.yaml"
+    shell:
+        "patchlesion download-isic2019 --out {output:q} --downloads resources/downloads/isic2019 "
+        "--settings {params.settings} > {log:q} 2>&1"
+
+
 # A checkpoint: rule prepare lists the indexed images as its inputs.
 checkpoint index:
     input:

@@ -311,9 +311,11 @@ def _download_settings(args: argparse.Namespace):
     except json.JSONDecodeError as error:
         raise PatchlesionError(f"--settings: not valid JSON ({error}).") from error
     settings = DownloadSettings.from_config(block)
+    cap = "isic2019_max_file_gib" if args.command == "download-isic2019" else "max_file_gib"
     overrides = {
-        "source": args.source, "dataverse_server": args.server, "dataverse_doi": args.doi,
-        "isic2018_url": args.isic2018_url, "timeout": args.timeout, "retries": args.retries, "max_file_gib": args.max_file_gib,
+        "source": getattr(args, "source", None), "dataverse_server": getattr(args, "server", None), "dataverse_doi": getattr(args, "doi", None),
+        "isic2018_url": getattr(args, "isic2018_url", None), "isic2019_url": getattr(args, "isic2019_url", None),
+        "timeout": args.timeout, "retries": args.retries, cap: args.max_file_gib,
     }  # fmt: skip
     return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -331,6 +333,18 @@ def cmd_download_isic2018_test(args: argparse.Namespace) -> None:
         isic2018_test_from_files(*args.from_files, args.out, scratch=args.downloads)
     else:
         download_isic2018_test(args.out, args.downloads, _download_settings(args))
+
+
+def cmd_download_isic2019(args: argparse.Namespace) -> None:
+    from patchlesion.data.acquire.datasets import download_isic2019
+
+    download_isic2019(args.out, args.downloads, _download_settings(args))
+
+
+def cmd_convert_isic2019(args: argparse.Namespace) -> None:
+    from patchlesion.data.acquire.isic2019 import convert_isic2019
+
+    convert_isic2019(args.images, args.ground_truth, args.metadata, args.out)
 
 
 def cmd_cost(args: argparse.Namespace) -> None:

@@ -280,21 +280,31 @@ def _add_downloads(sub) -> None:
     for name, text, func in (
         ("download-ham10000", "download HAM10000 (checksums verified) into a HAM10000-format folder", commands.cmd_download_ham10000),
         ("download-isic2018-test", "download the ISIC 2018 Task 3 test set into a HAM10000-format folder", commands.cmd_download_isic2018_test),
+        ("download-isic2019", "download the ISIC 2019 training set into a folder dataset (images + labels.csv)", commands.cmd_download_isic2019),
     ):
         p = command_parser(sub, name, text, func)
         p.add_argument("--out", required=True, help="the dataset folder to create (must not exist or be empty)")
         p.add_argument("--downloads", default="resources/downloads", help="where raw downloads are kept and resumed")
-        p.add_argument("--source", choices=["dataverse", "isic2018"], default=None, help="where to download from (default: dataverse)")
         p.add_argument("--settings", default=None, help="the config's `download` block as JSON (the workflow passes it)")
-        p.add_argument("--server", default=None, help="Dataverse server URL (default https://dataverse.harvard.edu)")
-        p.add_argument("--doi", default=None, help="Dataverse dataset DOI (default doi:10.7910/DVN/DBW86T)")
-        p.add_argument("--isic2018-url", default=None, help="base URL of the ISIC 2018 challenge files")
+        if name == "download-isic2019":
+            p.add_argument("--isic2019-url", default=None, help="base URL of the ISIC 2019 challenge files")
+        else:
+            p.add_argument("--source", choices=["dataverse", "isic2018"], default=None, help="where to download from (default: dataverse)")
+            p.add_argument("--server", default=None, help="Dataverse server URL (default https://dataverse.harvard.edu)")
+            p.add_argument("--doi", default=None, help="Dataverse dataset DOI (default doi:10.7910/DVN/DBW86T)")
+            p.add_argument("--isic2018-url", default=None, help="base URL of the ISIC 2018 challenge files")
         p.add_argument("--timeout", type=positive_number, default=None, help="seconds without data before an attempt fails (default: 60)")
         p.add_argument("--retries", type=NON_NEGATIVE, default=None, help="attempts after the first failed one (default: 3)")
-        p.add_argument("--max-file-gib", type=positive_number, default=None, help="no downloaded file may be larger (default 8; config download: max_file_gib)")
+        cap = "12; config download: isic2019: max_file_gib" if name == "download-isic2019" else "8; config download: max_file_gib"
+        p.add_argument("--max-file-gib", type=positive_number, default=None, help=f"no downloaded file may be larger (default {cap})")
         if name == "download-isic2018-test":
             p.add_argument("--from-files", nargs=2, metavar=("IMAGES_ZIP", "GROUND_TRUTH"), default=None,
                            help="no download: convert these local files")  # fmt: skip
+    p = _command(sub, "convert-isic2019", "ISIC 2019 training files you have -> a folder dataset (images + labels.csv)", commands.cmd_convert_isic2019)
+    p.add_argument("--images", required=True, help="ISIC_2019_Training_Input.zip, or the folder it unpacks to")
+    p.add_argument("--ground-truth", required=True, help="ISIC_2019_Training_GroundTruth.csv")
+    p.add_argument("--metadata", required=True, help="ISIC_2019_Training_Metadata.csv (its lesion_id column)")
+    p.add_argument("--out", required=True, help="the dataset folder to create (must not exist or be empty)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -307,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
                 _add_table_figures, _add_figure4, _add_figure5, _add_report, _add_official_test, _add_official_table, _add_convert_derm7pt,
                 _add_fetch_weights):  # fmt: skip
         add(sub)
-    _add_downloads(sub)  # download-ham10000, download-isic2018-test
+    _add_downloads(sub)  # download-ham10000, download-isic2018-test, download-isic2019, convert-isic2019
     _add_predict(sub)
     _add_cost(sub)
     return parser

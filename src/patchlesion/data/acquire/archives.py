@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from patchlesion.errors import PatchlesionError
 
-__all__ = ["ArchiveError", "Limits", "check_zip", "extract_zip", "staging_directory"]
+__all__ = ["ArchiveError", "Limits", "check_zip", "extract_zip", "refuse_existing", "staging_directory"]
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,13 @@ def extract_zip(archive: str | os.PathLike, destination: str | os.PathLike, limi
     return written
 
 
+def refuse_existing(out: str | os.PathLike) -> None:
+    """Raise :class:`PatchlesionError` when ``out`` exists and is not an empty folder (nothing is overwritten)."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise PatchlesionError(f"{out} already exists and is not empty; delete it first, or use it as it is.")
+
+
 @contextlib.contextmanager
 def staging_directory(out: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty ``<out>.staging`` folder; on success rename it to ``out``, on error delete it.
@@ -198,8 +205,7 @@ def staging_directory(out: str | os.PathLike) -> Iterator[Path]:
     Refuses to start when ``out`` already exists and is not empty (nothing is overwritten).
     """
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise PatchlesionError(f"{out} already exists and is not empty; delete it first, or use it as it is.")
+    refuse_existing(out)
     staging = out.with_name(out.name + ".staging")
     if staging.exists():
         shutil.rmtree(staging)

@@ -1,4 +1,5 @@
-"""Getting HAM10000 and the ISIC 2018 Task 3 test set onto disk, verified, in HAM10000 format.
+"""Getting HAM10000 and the ISIC 2018 Task 3 test set onto disk, verified, in HAM10000 format, and
+the ISIC 2019 training set as a folder dataset (:func:`download_isic2019`, docs/data.md §11).
 
 Two sources (config key ``download: source``):
 
@@ -27,14 +28,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from patchlesion.data import isic2018
+from patchlesion.data import isic2018, isic2019
 from patchlesion.data.acquire import dataverse
-from patchlesion.data.acquire.archives import Limits, extract_zip, staging_directory
+from patchlesion.data.acquire.archives import Limits, extract_zip, refuse_existing, staging_directory
 from patchlesion.data.acquire.download import Expected, download, local_name
+from patchlesion.data.acquire.isic2019 import convert_isic2019
 from patchlesion.data.ham10000 import find_images, read_dataset
 from patchlesion.errors import DatasetError, PatchlesionError
 
-__all__ = ["DownloadSettings", "MANUAL_HAM10000", "MANUAL_ISIC2018_TEST", "download_ham10000", "download_isic2018_test"]
+__all__ = [
+    "DownloadSettings", "MANUAL_HAM10000", "MANUAL_ISIC2018_TEST", "MANUAL_ISIC2019", "download_ham10000", "download_isic2018_test",
+    "download_isic2019",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,11 @@ MANUAL_ISIC2018_TEST = (
     "table from https://doi.org/10.7910/DVN/DBW86T (or https://challenge.isic-archive.com/data/#2018), and run "
     "`patchlesion download-isic2018-test --from-files IMAGES.zip GROUND_TRUTH --out DIR`, then "
     "--config isic2018_test_dir=DIR. The paper's tables do not need it: --config official_test=false leaves it out."
+)
+MANUAL_ISIC2019 = (
+    "To get ISIC 2019 by hand: download ISIC_2019_Training_Input.zip, ISIC_2019_Training_GroundTruth.csv and "
+    "ISIC_2019_Training_Metadata.csv from https://challenge.isic-archive.com/data/#2019 and run `patchlesion convert-isic2019 "
+    "--images ISIC_2019_Training_Input.zip --ground-truth ISIC_2019_Training_GroundTruth.csv --metadata ISIC_2019_Training_Metadata.csv --out DIR`."
 )
 METADATA_FILENAME = "HAM10000_metadata.csv"
 #: Share of ground-truth images that may be absent from the image archive (ISIC_0035068 is in the
@@ -80,13 +90,20 @@ class DownloadSettings:
     isic2018_test_images: str = "ISIC2018_Task3_Test_Input.zip"
     isic2018_test_ground_truth: str = "ISIC2018_Task3_Test_GroundTruth.zip"
     isic2018_md5: dict[str, str] = field(default_factory=dict)
+    isic2019_url: str = "https://isic-challenge-data.s3.amazonaws.com/2019/"
+    isic2019_images: str = "ISIC_2019_Training_Input.zip"
+    isic2019_ground_truth: str = "ISIC_2019_Training_GroundTruth.csv"
+    isic2019_metadata: str = "ISIC_2019_Training_Metadata.csv"
+    isic2019_md5: dict[str, str] = field(default_factory=dict)
+    #: The cap of the ISIC 2019 files, in place of ``max_file_gib``: its image zip (about 9.1 GB) is larger (docs/data.md §11).
+    isic2019_max_file_gib: float = 12.0
 
     @classmethod
     def from_config(cls, block: dict | None) -> DownloadSettings:
         """Settings from the config's ``download`` block (nested ``dataverse`` / ``isic2018`` maps)."""
         block = dict(block or {})
         flat = {key: block.pop(key) for key in ("source", "timeout", "retries", "max_file_gib") if key in block}
-        for group in ("dataverse", "isic2018"):
+        for group in ("dataverse", "isic2018", "isic2019"):
             for key, value in (block.pop(group, None) or {}).items():
                 flat[f"{group}_{key}"] = value
         if block:
@@ -105,15 +122,15 @@ class DownloadSettings:
     def __post_init__(self) -> None:
         if self.source not in ("dataverse", "isic2018"):
             raise PatchlesionError(f"config key 'download/source': {self.source!r}; choose dataverse or isic2018.")
-        if isinstance(self.max_file_gib, bool) or not isinstance(self.max_file_gib, (int, float)) or not self.max_file_gib > 0:
-            raise PatchlesionError(
-                f"config key 'download/max_file_gib' (--max-file-gib): {self.max_file_gib!r}; give a size in GiB above 0, e.g. 8."
-            )
+        for key, value in (("download/max_file_gib", self.max_file_gib), ("download/isic2019/max_file_gib", self.isic2019_max_file_gib)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise PatchlesionError(f"config key '{key}' (--max-file-gib): {value!r}; give a size in GiB above 0, e.g. 8.")
 
-    def limits(self) -> dict:
-        """The size cap of one download, as :func:`download` takes it, with the setting that raises it."""
-        key = f"config key download: max_file_gib (now {self.max_file_gib:g}; --max-file-gib on the command line)"
-        return {"max_bytes": int(self.max_file_gib * (1 << 30)), "limit_key": key}
+    def limits(self, group: str = "") -> dict:
+        """The size cap of one download of ``group`` (``isic2019`` has its own), as :func:`download`
+        takes it, with the setting that raises it."""
+        gib, key = (self.isic2019_max_file_gib, "isic2019: max_file_gib") if group == "isic2019" else (self.max_file_gib, "max_file_gib")
+        return {"max_bytes": int(gib * (1 << 30)), "limit_key": f"config key download: {key} (now {gib:g}; --max-file-gib on the command line)"}
 
 
 #: Bounds on what one archive may unpack to (the defaults fit a 1.4 GB HAM10000 image part).
@@ -166,17 +183,17 @@ def _fetch_dataverse(settings: DownloadSettings, file: dataverse.DataverseFile, 
     )
 
 
-def _fetch_isic(settings: DownloadSettings, key: str, downloads: Path, manual: str) -> Path:
-    """Download the ISIC file that config key ``download: isic2018: <key>`` names, under that name's last component."""
-    name = getattr(settings, f"isic2018_{key}")
-    target = downloads / local_name(name, f"download: isic2018: {key}")
-    md5 = settings.isic2018_md5.get(name)
+def _fetch_isic(settings: DownloadSettings, key: str, downloads: Path, manual: str, group: str = "isic2018") -> Path:
+    """Download the ISIC file that config key ``download: <group>: <key>`` names, under that name's last component."""
+    name = getattr(settings, f"{group}_{key}")
+    target = downloads / local_name(name, f"download: {group}: {key}")
+    md5 = getattr(settings, f"{group}_md5").get(name)
     expected = Expected("md5", md5) if md5 else None
     if expected is None:
         log.warning("no MD5 pinned for %s (ISIC publishes none): only its length and zip CRCs are checked", name)
-    url = settings.isic2018_url.rstrip("/") + "/" + name
+    url = getattr(settings, f"{group}_url").rstrip("/") + "/" + name
     return download(
-        url, target, expected, what=name, manual=manual, timeout=settings.timeout, retries=settings.retries, **settings.limits()
+        url, target, expected, what=name, manual=manual, timeout=settings.timeout, retries=settings.retries, **settings.limits(group)
     )
 
 
@@ -258,4 +275,27 @@ def isic2018_test_from_files(images: str | Path, ground_truth: str | Path, out: 
             table.to_csv(stage / METADATA_FILENAME, index=False)
             index = _check(stage, "ISIC 2018 test", MANUAL_ISIC2018_TEST)
     log.info("ISIC 2018 Task 3 test set ready in %s: %d images, %s", out, len(index), index["dx"].value_counts().to_dict())
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# ISIC 2019 training set (a folder dataset: images + labels.csv)
+# --------------------------------------------------------------------------------------------------
+
+
+def download_isic2019(out: str | Path, downloads: str | Path, settings: DownloadSettings = DownloadSettings()) -> Path:
+    """Download the ISIC 2019 training files and write them to ``out`` as a folder dataset (docs/data.md §11).
+
+    The two tables are fetched and checked first, so that a wrong one stops the download before the
+    image archive (about 9.1 GB) is fetched.
+    """
+    out, downloads = Path(out), Path(downloads)
+    refuse_existing(out)
+    tables = [_fetch_isic(settings, key, downloads, MANUAL_ISIC2019, "isic2019") for key in ("ground_truth", "metadata")]
+    try:
+        isic2019.read_labels(*tables)
+        images = _fetch_isic(settings, "images", downloads, MANUAL_ISIC2019, "isic2019")
+        convert_isic2019(images, *tables, out)
+    except DatasetError as error:
+        raise DatasetError(f"the downloaded ISIC 2019 files do not form a complete dataset: {error} {MANUAL_ISIC2019}") from error
     return out
