@@ -300,7 +300,7 @@ def _add_downloads(sub) -> None:
         if name == "download-isic2018-test":
             p.add_argument("--from-files", nargs=2, metavar=("IMAGES_ZIP", "GROUND_TRUTH"), default=None,
                            help="no download: convert these local files")  # fmt: skip
-    p = _command(sub, "convert-isic2019", "ISIC 2019 training files you have -> a folder dataset (images + labels.csv)", commands.cmd_convert_isic2019)
+    p = command_parser(sub, "convert-isic2019", "ISIC 2019 training files you have -> a folder dataset (images + labels.csv)", commands.cmd_convert_isic2019)
     p.add_argument("--images", required=True, help="ISIC_2019_Training_Input.zip, or the folder it unpacks to")
     p.add_argument("--ground-truth", required=True, help="ISIC_2019_Training_GroundTruth.csv")
     p.add_argument("--metadata", required=True, help="ISIC_2019_Training_Metadata.csv (its lesion_id column)")
