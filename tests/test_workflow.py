@@ -345,3 +345,12 @@ def test_image_cache_reruns_when_an_image_or_the_image_size_changes_and_only_the
     rebuilt = json.loads((tmp_path / "results/synthetic/cache/96x72/manifest.json").read_text())
     assert rebuilt["source_sha256"] != manifest["source_sha256"]
     assert "Nothing to be done" in plan((96, 72), "-n")
+
+
+def test_a_table_or_figure_set_to_null_on_the_command_line_is_left_out(tmp_path):
+    result = snakemake("-n", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), "--config", "preset=demo",
+                       "tables={III: null, VI: null}", "figures={fig5: null}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = result.stdout + result.stderr
+    # the demo's Table II (7 rows) and V (5 rows, Multi-Crop shared with II: 4 more), two folds; Fig. 4 reuses End Attention
+    assert (_job_count(text, "table"), _job_count(text, "train"), _job_count(text, "figure5")) == (2, 2 * (7 + 4), 0)

@@ -38,14 +38,17 @@ SLURM_PLACEHOLDERS = ("PATCHLESION_ACCOUNT", "PATCHLESION_PARTITION", "PATCHLESI
 
 
 def typed(value):
-    """Numbers inside list or dict values of --config, and YAML's true and false anywhere (config.yaml's
-    spelling; Snakemake reads only True and False as booleans): Snakemake reads those as strings."""
+    """Numbers inside list or dict values of --config, and YAML's true, false and null anywhere
+    (config.yaml's spelling; Snakemake reads only True, False and None as such): Snakemake reads
+    those as strings."""
     if isinstance(value, dict):
         return {key: typed(item) for key, item in value.items()}
     if isinstance(value, list):
         return [typed(item) for item in value]
     if value in ("true", "false"):
         return value == "true"
+    if value in ("null", "~"):
+        return None
     if isinstance(value, str):
         for parse in (int, float):
             try:
