@@ -314,3 +314,25 @@ def test_settings_of_the_config_file_are_the_defaults():
     assert settings.isic2019_url == "https://isic-challenge-data.s3.amazonaws.com/2019/" and settings.isic2019_max_file_gib == 12
     with pytest.raises(PatchlesionError, match="config key 'download/isic2019/max_file_gib' \\(--max-file-gib\\): 0;"):
         DownloadSettings.from_config({"isic2019": {"max_file_gib": 0}})
+
+
+def test_the_workflow_downloads_converts_and_indexes_isic2019_then_plans_table_ii(server, tmp_path):
+    """Rule download_isic2019 (settings from the config's download block) and rule index_folder on its
+    folder, through snakemake against the fake server; then the isic2019 preset plans Table II on it."""
+    from test_workflow import _job_count, snakemake
+
+    publish(server)
+    args = ["--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), "--config", "preset=isic2019",
+            f"download={{retries: 0, timeout: 5, isic2019: {{url: '{server.base}/isic2019/'}}}}"]  # fmt: skip
+    result = snakemake("--cores", "1", *args, "--", "results/isic2019/index.csv")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (tmp_path / "resources" / "isic2019" / "labels.csv").read_text() == LABELS_CSV
+    index = (tmp_path / "results" / "isic2019" / "index.csv").read_text().splitlines()
+    assert index[0] == "image_id,lesion_id,class_name,label,path,width,height" and len(index) == 1 + len(IMAGES)
+    assert "ISIC_0000002_downsampled,ISIC_0000002_downsampled,MEL,0," in index[3]  # no lesion id: its own group
+    description = json.loads((tmp_path / "results" / "isic2019" / "dataset.json").read_text())
+    assert (description["classes"], description["benign"], description["group_column"]) == (list(CLASSES), list(BENIGN_CLASSES), "lesion_id")
+    plan = snakemake("-n", *args)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    text = plan.stdout + plan.stderr
+    assert _job_count(text, "download_isic2019") == 0 and _job_count(text, "train") == 63
