@@ -142,3 +142,19 @@ def test_a_table_without_the_paper_leaves_its_columns_empty():
                 "f1": 0.8} for f in (1, 2)]  # fmt: skip
     assert summarise_folds(records)["paper_mc_sensitivity"].notna().all()  # the paper has this row
     assert summarise_folds(records, paper=False).filter(like="paper_").drop(columns="paper_backbone").isna().all().all()
+
+
+def test_the_split_warns_of_a_class_missing_from_a_part(tmp_path, caplog):
+    labels = write_folder_dataset(tmp_path / "data", THREE, per_class=8)
+    lines = labels.read_text().splitlines()
+    labels.write_text("\n".join([line for line in lines if not line.endswith(",eel")] + [line for line in lines if line.endswith(",eel")][:2]) + "\n")
+    assert _run_index(tmp_path / "data", tmp_path / "out") == 0
+    out = tmp_path / "out"
+    assert main(["split", "--index", str(out / "index.csv"), "--dataset", str(out / "dataset.json"), "--method", "stratified",
+                 "--out", str(out / "split.csv")]) == 0  # fmt: skip
+    split = pd.read_csv(out / "split.csv").merge(pd.read_csv(out / "index.csv"), on="image_id")
+    without = sorted(set(range(4)) - set(split.loc[split["class_name"] == "eel", "part"]))  # two eel images: two parts lack it
+    assert len(without) == 2
+    err = caplog.text
+    assert f"class eel has no images in part(s) {', '.join(map(str, without))}: a test part without it" in err
+    assert "class cat has no images" not in err and "class dog has no images" not in err

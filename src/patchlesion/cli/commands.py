@@ -150,7 +150,14 @@ def cmd_split(args: argparse.Namespace) -> None:
     check_split(index, split, description=description)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     split.to_csv(args.out, index=False)
-    log.info("%s split written to %s:\n%s", args.method, args.out, split_summary(index, split, description).to_string())
+    summary = split_summary(index, split, description)
+    log.info("%s split written to %s:\n%s", args.method, args.out, summary.to_string())
+    for name in summary.columns[:-2]:  # the classes (then images, lesions)
+        missing = [str(part) for part in summary.index[:-1] if summary.at[part, name] == 0]
+        if missing and summary.at["total", name] > 0:
+            log.warning("class %s has no images in part(s) %s: a test part without it leaves it out of MC-sensitivity, "
+                        "a training part without it never shows it to the model; give it more images (docs/own-data.md §5)",
+                        name, ", ".join(missing))  # fmt: skip
 
 
 def cmd_train(args: argparse.Namespace) -> None:
