@@ -77,6 +77,8 @@ def test_a_folder_dataset_runs_table_ii_table_v_and_figure_5(tmp_path, name, cla
     report = (tmp_path / "results" / "REPORT.md").read_text()
     assert f"on your dataset `{name}`" in report and "the paper's columns stay empty" in report
     assert "## Official test set" not in report and "belong to the paper's datasets only" in report
+    claims = pd.read_csv(results / "tables" / "claims.csv").set_index("row_a")
+    assert claims.at["Diag. Weighting", "reason"] == f"Table V's row 'Diag. Weighting' was left out: dataset {name} has no diagnosis types"
     assert "Nothing to be done" in (again := snakemake("-n", *args)).stdout + again.stderr
 
 

@@ -541,6 +541,8 @@ def claims_options(wildcards):
     for dataset, table in built_tables():
         options.append(f"--table-metrics {table} " + " ".join(map(shlex.quote, table_metrics(dataset, table))))
         options += [f"--label {table} {name} {shlex.quote(label)}" for name, label in table_rows(table)]
+        why = f"dataset {dataset} has no diagnosis types"
+        options += [f"--left-out {table} {shlex.quote(row)} {shlex.quote(why)}" for row in refused_rows(table)]
     if "fig5" in FIGURES:
         options.append("--figure5-metrics " + " ".join(map(shlex.quote, figure5_inputs(wildcards))))
     return " ".join(options)

@@ -205,7 +205,8 @@ def cmd_claims(args: argparse.Namespace) -> None:
     claims = load_claims()
     labels = {(table, run): row for table, run, row in args.label or []}
     tables = {table: paths for table, *paths in args.table_metrics or []}
-    results = check_claims(claims, collect_predictions(tables, labels, args.figure5_metrics or []), seed=args.seed)
+    left_out = {(table, row): why for table, row, why in args.left_out or []}
+    results = check_claims(claims, collect_predictions(tables, labels, args.figure5_metrics or []), seed=args.seed, left_out=left_out)
     write_claims(results, claims, args.csv, args.markdown, synthetic=args.dataset in SYNTHETIC_DATASETS)
     log.info("verdicts on %d claims written to %s: %s", len(claims), args.markdown, results["verdict"].value_counts().to_dict())
 

@@ -153,6 +153,7 @@ def _add_claims(sub) -> None:
                    help="a table (II) and its runs' fold metrics.json files (predictions.csv beside each); once per table")  # fmt: skip
     p.add_argument("--label", nargs=3, action="append", metavar=("TABLE", "RUN", "ROW"), help="the paper's row label of a run in a table")
     p.add_argument("--figure5-metrics", nargs="+", default=None, metavar="METRICS", help="the fold metrics.json files of Fig. 5's runs")
+    p.add_argument("--left-out", nargs=3, action="append", metavar=("TABLE", "ROW", "WHY"), help="a row left out on purpose, and why")
     p.add_argument("--dataset", required=True, help="the dataset the runs trained on (synthetic: the section says so first)")
     p.add_argument("--csv", required=True, help="CSV file to write: one row per comparison")
     p.add_argument("--markdown", required=True, help="the section REPORT.md opens with")

@@ -192,6 +192,7 @@ def check_claims(
     predictions: Mapping[tuple[str, str, str], Sequence[pd.DataFrame]],
     seed: int = 0,
     n_boot: int = 2000,
+    left_out: Mapping[tuple[str, str], str] | None = None,
 ) -> pd.DataFrame:
     """Every comparison of every claim, per backbone that ran the claim's table: A − B [CI] and its verdict.
 
@@ -200,8 +201,10 @@ def check_claims(
     n_boot, paper_delta, verdict, reason``; ``delta``, ``low``, ``high`` and ``paper_delta`` (the
     paper's own A − B) in percent points. A claim whose table has no results gets one row with
     backbone ``""`` and verdict ``not run``; a comparison whose row is missing is ``not run`` too, and
-    ``reason`` says why. Backbones are opaque names, in the order they first appear in ``predictions``.
+    ``reason`` says why: ``left_out`` maps (table, row label) of a row the workflow left out on purpose
+    to why (e.g. no diagnosis types). Backbones are opaque names, in the order they first appear in ``predictions``.
     """
+    left_out = dict(left_out or {})
     paper = load_paper_tables()
     backbones = list(dict.fromkeys(backbone for _, backbone, _ in predictions))
     records = []
@@ -218,6 +221,8 @@ def check_claims(
                 missing = [r for r in (row_a, row_b) if (claim.table, backbone, r) not in predictions]
                 if missing:
                     reason = f"{_table_name(claim.table)} has no row {missing[0]!r} for {backbone} in this run"
+                    if (claim.table, missing[0]) in left_out:
+                        reason = f"{_table_name(claim.table)}'s row {missing[0]!r} was left out: {left_out[(claim.table, missing[0])]}"
                     record.update(verdict=NOT_RUN, reason=reason)
                 else:
                     ci = paired_bootstrap_ci(predictions[(claim.table, backbone, row_b)], predictions[(claim.table, backbone, row_a)],
