@@ -197,3 +197,18 @@ def test_workflow_builds_table_iv_from_a_release_folder(tmp_path):
     metrics = json.loads((results / "runs" / "tiny-multi_crop-nc9-mean-loss_weighting-k1" / "fold1" / "metrics.json").read_text())
     assert metrics["model"].endswith("fold1/model_last.pt") and metrics["n_images"] == 20
     assert metrics["per_class_recall"]["AKIEC"] is None, "derm7pt has no AKIEC"
+
+
+def test_line_numbers_count_blank_lines(tmp_path):
+    """pandas skips blank lines, so a row's line in the file is not its row number + 2."""
+    release = make_release(tmp_path, _small_cases())
+    meta_path = release / "meta" / "meta.csv"
+    lines = meta_path.read_text().splitlines()
+    lines[2] = lines[2].replace("NEL/NEL027.JPG", "NEL/missing.JPG")  # case 2, on line 3
+    meta_path.write_text("\n".join([lines[0], "", lines[1], "", lines[2], *lines[3:]]) + "\n")  # now on line 5
+    with pytest.raises(DatasetError, match=r"meta\.csv, line 5: image NEL/missing\.JPG not found"):
+        read_release(release)
+    index = release / "meta" / "train_indexes.csv"
+    index.write_text("indexes\n\n0\n\nseven\n")  # the bad value is on line 5
+    with pytest.raises(DatasetError, match=r"train_indexes\.csv, line 5: 'seven' is not a row number"):
+        read_release(release)

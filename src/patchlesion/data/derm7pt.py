@@ -112,6 +112,13 @@ def _read_csv(path: Path, what: str) -> pd.DataFrame:
         raise DatasetError(f"{path}: cannot read the {what} ({error}).") from error
 
 
+def _row_lines(path: Path) -> list[int]:
+    """The file line of each data row as :func:`_read_csv` numbers the rows: pandas skips blank lines,
+    so row r is not always on line r + 2 (derm7pt's index files count rows the same way)."""
+    text = path.read_text(encoding="utf-8-sig").splitlines()
+    return [number for number, line in enumerate(text, start=1) if line.strip()][1:]
+
+
 def _official_parts(meta_dir: Path, n_rows: int) -> list[str]:
     """Official part (train/valid/test) of every meta.csv row, from the three index files."""
     part_of: dict[int, str] = {}
@@ -120,7 +127,7 @@ def _official_parts(meta_dir: Path, n_rows: int) -> list[str]:
         table = _read_csv(path, f"official {part} index file")
         if "indexes" not in table.columns:
             raise DatasetError(f"{path}: no column 'indexes' (the 0-based rows of meta.csv); found {', '.join(table.columns)}.")
-        for line, value in enumerate(table["indexes"], start=2):
+        for line, value in zip(_row_lines(path), table["indexes"]):
             try:
                 row = int(str(value).strip())
             except ValueError:
@@ -194,16 +201,16 @@ def read_release(release: str | Path) -> pd.DataFrame:
     images_dir = release / "images"
     files = _image_files(images_dir)
     authors = _authors_parts()
-    rows, seen = [], {}
+    rows, seen, lines = [], {}, _row_lines(meta_path)
     for row, record in enumerate(meta.to_dict("records")):
-        line = f"{meta_path}, line {row + 2}"
+        line = f"{meta_path}, line {lines[row]}"
         try:
             case_num = int(str(record["case_num"]).strip())
         except ValueError:
             raise DatasetError(f"{line}: case_num {record['case_num']!r} is not a number.") from None
         if case_num in seen:
             raise DatasetError(f"{line}: case_num {case_num} is also on line {seen[case_num]}.")
-        seen[case_num] = row + 2
+        seen[case_num] = lines[row]
         class_name = diagnosis_class(record["diagnosis"])
         if class_name is None:
             continue
