@@ -363,10 +363,10 @@ def refused_rows(table):
 def table_rows(table):
     """(canonical run name, paper row label) of one table's rows for every configured backbone (rows
     its dataset cannot train left out: refused_rows)."""
-    rows = []
+    rows, refused = [], refused_rows(table)
     for backbone in config["backbones"]:
         for row in config["tables"][table]["rows"]:
-            if row["row"] in refused_rows(table):
+            if row["row"] in refused:
                 continue
             fields = {key: value for key, value in row.items() if key != "row"}
             rows.append((RunSpec(backbone=run_backbone(backbone), **fields).name, row["row"]))

@@ -17,7 +17,7 @@ class without images, a diagnosis type without a diagnosis factor.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
@@ -50,16 +50,18 @@ class FolderDataset:
     label_column: str = "label"
     group_column: str | None = None
     diagnosis_type_column: str | None = None
-    _columns: tuple[str, ...] = field(init=False, repr=False, default=())
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
         object.__setattr__(self, "labels", Path(self.labels))
-        columns = [c for c in (self.image_column, self.label_column, self.group_column, self.diagnosis_type_column) if c]
-        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        repeated = sorted({c for c in self.columns if self.columns.count(c) > 1})
         if repeated:
             raise PatchlesionError(f"dataset {self.name}: column {repeated[0]!r} is given for two roles; each role needs its own column.")
-        object.__setattr__(self, "_columns", tuple(columns))
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The CSV columns this dataset reads: image, label, and the group and diagnosis type where given."""
+        return tuple(c for c in (self.image_column, self.label_column, self.group_column, self.diagnosis_type_column) if c)
 
     @property
     def labels_path(self) -> Path:
@@ -90,24 +92,24 @@ def read_labels(dataset: FolderDataset) -> pd.DataFrame:
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as error:
         raise DatasetError(f"{path}: cannot read the labels CSV ({error}).") from error
     table.columns = [str(c).strip().strip('"') for c in table.columns]
-    for column in dataset._columns:
+    for column in dataset.columns:
         if list(table.columns).count(column) > 1 or f"{column}.1" in table.columns:
             raise DatasetError(f"{path}: column {column!r} appears more than once in the header; keep one.")
-    missing = [c for c in dataset._columns if c not in table.columns]
+    missing = [c for c in dataset.columns if c not in table.columns]
     if missing:
         raise DatasetError(
             f"{path}: no column(s) {', '.join(map(repr, missing))} (the header has {', '.join(map(repr, table.columns))}); "
             f"rename the column or set datasets/{dataset.name}'s column options (docs/own-data.md §3)."
         )
     table["line"] = table.index + 2  # +1 for the header, +1 for 1-based line numbers
-    blank = table[list(dataset._columns)].fillna("").apply(lambda column: column.str.strip() == "").all(axis=1)
+    blank = table[list(dataset.columns)].fillna("").apply(lambda column: column.str.strip() == "").all(axis=1)
     table = table[~blank]
     if table.empty:
         raise DatasetError(f"{path}: the labels CSV has no rows.")
-    short = table[list(dataset._columns)].isna().any(axis=1)
+    short = table[list(dataset.columns)].isna().any(axis=1)
     if short.any():
         raise DatasetError(f"{path}, line {table.loc[short, 'line'].iloc[0]}: the row has fewer fields than the header. Complete or remove it.")
-    for column in dataset._columns:
+    for column in dataset.columns:
         table[column] = table[column].str.strip()
     for column in (dataset.image_column, dataset.label_column):
         empty = table[column] == ""
