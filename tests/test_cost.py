@@ -303,3 +303,16 @@ def test_cost_command_rejects_bad_input_in_one_line(tiny_data, capsys, monkeypat
     assert main(argv) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("patchlesion cost: error:") and message in error
+
+
+def test_the_cpu_warm_up_trains_a_plain_strategy_on_two_crops(monkeypatch):
+    """DenseNet121's last feature map is 1 x 1 on 32-pixel crops, where batch norm cannot train on one
+    crop (one value per channel); the plain strategies' warm-up step must not ask it to (two images)."""
+    from patchlesion.engine import steptimes
+    from patchlesion.method.runs import RunSpec
+
+    monkeypatch.setattr(steptimes, "_TRAINED_HERE", False)
+    monkeypatch.setattr(steptimes, "startup_seconds", lambda backbone, kind, device, threads=None: 1.0)
+    settings = TrainSettings(batch_size=2, plain_batch_size=3, image_size=(40, 32), crop_size=32, device="cpu")
+    times = steptimes.measure([RunSpec.from_name("densenet121-multi_crop-nc9-mean-loss_weighting-k1")], settings, steps=1, threads=1)
+    assert list(times.train_step) == [("densenet121", "multi_crop", 1, "mean", "none", "none", 3)]

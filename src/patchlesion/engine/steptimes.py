@@ -20,8 +20,9 @@ with the backbone replaced by a stand-in that returns its features (:class:`_Rep
 write is timed once per set of tensors written (:func:`patchlesion.engine.cost.checkpoint_shape`).
 
 Warm-up before timing: on CUDA three full steps per shape (lazy initialisation, cuDNN, the caching
-allocator); on the CPU one training step of one image, once per process, which touches the lazy
-initialisation at a fraction of the cost (a later shape's first timed step also allocates Adam's
+allocator); on the CPU one training step of two images (one crop each with the plain strategies,
+whose batch norm needs two values per channel when a backbone's last feature map is 1 x 1), once per
+process, which touches the lazy initialisation at a fraction of the cost (a later shape's first timed step also allocates Adam's
 moments, docs/performance.md §8; one full step per shape with ``compile``, which compiles again for
 another batch size). An evaluation batch's rest is warmed up by the call that computes the
 stand-in's features, which also runs the backbone once on the CPU. Each time
@@ -71,7 +72,7 @@ log = logging.getLogger("patchlesion")
 TARGET_SECONDS = 2.0
 #: ... but at most this many.
 MAX_STEPS = 30
-#: Full-size warm-up steps on CUDA (the CPU warms up on one image, see the module's docstring).
+#: Full-size warm-up steps on CUDA (the CPU warms up on two images, see the module's docstring).
 CUDA_WARM_UP = 3
 #: Timed checkpoint writes per training shape (the median is used: one write can hit a busy disk).
 CHECKPOINT_WRITES = 3
@@ -206,7 +207,7 @@ def _time_training(
             for _ in range(CUDA_WARM_UP if device.type == "cuda" else 1):
                 run(batch)
         elif not _TRAINED_HERE:  # the CPU: once per process
-            run(1)
+            run(min(batch, 2))
 
     times = {"train": _timed(lambda: run(batch), device, warm_up, steps)}
     _TRAINED_HERE = True
