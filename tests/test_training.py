@@ -75,3 +75,34 @@ def test_unknown_run_gives_a_clear_error(data, capsys):
             "--run", "resnet9000-multi_crop-nc9-mean-none", "--out-dir", str(data / "x")]  # fmt: skip
     assert main(args + SETTINGS) == 2
     assert "resnet9000" in capsys.readouterr().err
+
+
+def test_a_last_batch_of_one_crop_that_batch_norm_cannot_train_is_refused_before_the_first_step(data, tmp_path, capsys):
+    # fold 2 trains on 34 images: batches of 11 leave one image, whose one 32-pixel crop DenseNet121 pools from a 1 x 1 map
+    args = ["train", "--index", str(data / "index.csv"), "--split", str(data / "split.csv"), "--fold", "2",
+            "--run", "densenet121-multi_crop-nc9-mean-loss_weighting-k1", "--out-dir", str(tmp_path / "run"),
+            *SETTINGS, "--batch-size", "11", "--plain-batch-size", "11", "--crop-size", "32"]  # fmt: skip
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "fold 2: an epoch trains on 34 images in batches of 11 (plain_batch_size), so its last batch holds one image" in error
+    assert "densenet121 turns one 32-pixel crop into a 1 x 1 feature map" in error and "(e.g. 12)" in error
+    assert not any((tmp_path / "run").iterdir())
+
+
+def test_the_one_crop_batch_check_leaves_the_model_as_it_was():
+    from patchlesion.engine.settings import TrainSettings
+    from patchlesion.engine.training import check_one_image_batch
+    from patchlesion.errors import PatchlesionError
+    from patchlesion.method.model import build_model
+    from patchlesion.method.runs import RunSpec
+
+    torch.manual_seed(0)
+    spec, settings = RunSpec.from_name(RUN), TrainSettings(plain_batch_size=11, crop_size=24)
+    model = build_model(spec, len(CLASSES)).train()
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    check_one_image_batch(spec, settings, model, 34, fold=2)  # tiny: a 3 x 3 map, the batch of one crop can train
+    after = model.state_dict()
+    assert all(torch.equal(before[key], after[key]) for key in before)  # batch norm's running statistics untouched
+    with pytest.raises(PatchlesionError, match="1 x 1 feature map"):
+        check_one_image_batch(spec, TrainSettings(plain_batch_size=11, crop_size=8), model, 34, fold=2)
+    check_one_image_batch(spec, TrainSettings(plain_batch_size=12, crop_size=8), model, 34, fold=2)  # 34 = 2 x 12 + 10

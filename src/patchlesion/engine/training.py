@@ -7,6 +7,7 @@ checkpoint, train one epoch at a time (:func:`_train_epoch`), validate and keep 
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -32,6 +33,7 @@ from patchlesion.engine.checkpoint import (
 )
 from patchlesion.engine.inference import predict_probabilities, save_state, save_weights
 from patchlesion.engine.settings import TrainSettings, run_seed
+from patchlesion.errors import PatchlesionError
 from patchlesion.method.balancing import EpochSampler, make_loss
 from patchlesion.method.model import build_model
 from patchlesion.method.runs import RunSpec
@@ -160,6 +162,7 @@ def _set_up(
     batches = TrainingInput(train_images, strategy, spec, settings.crop_size, device, accel.channels_last)
     log.info("device settings: %s", accel.describe())
     sampler = EpochSampler(spec.balancing, train_labels.numpy(), generator)
+    check_one_image_batch(spec, settings, model, len(sampler), fold)
     criterion = make_loss(
         spec.balancing, train_labels.numpy(), n_classes, spec.k, device, train_dx_types=_diagnosis_types(dataset, index, train_ids),
         diagnosis_scope=spec.diagnosis_scope, classes=dataset.classes,
@@ -181,6 +184,33 @@ def _set_up(
         batch_images=settings.images_per_batch(strategy.plain), sampler=sampler, criterion=criterion,
         optimizer=optimizer, scheduler=scheduler, stateful=stateful, run_hash=run_hash, started=started,
     )  # fmt: skip
+
+
+def check_one_image_batch(spec: RunSpec, settings: TrainSettings, model: torch.nn.Module, n_positions: int, fold: int) -> None:
+    """Refuse, before the first step, an epoch whose last batch would hold one crop that the backbone
+    turns into a 1 x 1 feature map: batch norm cannot train on one value per channel, and PyTorch
+    would fail only at that batch, an epoch into the run. Only the plain strategies (one crop per
+    image) can get there, when ``n_positions`` (the sampler's epoch) leaves one image for the last
+    batch. The check runs the backbone once on a copy, in training mode, with the random state kept,
+    so the run itself is unchanged."""
+    batch = settings.images_per_batch(plain=True)
+    if not get_strategy(spec.strategy).plain or n_positions % batch != 1:
+        return
+    with torch.random.fork_rng(devices=[]):
+        probe = copy.deepcopy(model.backbone).to("cpu", torch.float32).train()
+        try:
+            with torch.no_grad():
+                probe(torch.zeros(1, 3, settings.crop_size, settings.crop_size))
+        except ValueError as error:
+            if "more than 1 value per channel" not in str(error):
+                raise
+            other = next(size for size in range(batch + 1, n_positions + 2) if n_positions % size != 1)
+            raise PatchlesionError(
+                f"run {spec.name}, fold {fold}: an epoch trains on {n_positions} images in batches of {batch} (plain_batch_size), so its "
+                f"last batch holds one image, and backbone {spec.backbone} turns one {settings.crop_size}-pixel crop into a 1 x 1 "
+                f"feature map: batch normalisation cannot train on one value per channel. Set plain_batch_size so that the last batch "
+                f"holds more than one image (e.g. {other}), or a larger crop_size."
+            ) from None
 
 
 def _diagnosis_types(dataset: DatasetDescription, index: pd.DataFrame, image_ids: list[str]):
