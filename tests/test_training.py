@@ -106,3 +106,5 @@ def test_the_one_crop_batch_check_leaves_the_model_as_it_was():
     with pytest.raises(PatchlesionError, match="1 x 1 feature map"):
         check_one_image_batch(spec, TrainSettings(plain_batch_size=11, crop_size=8), model, 34, fold=2)
     check_one_image_batch(spec, TrainSettings(plain_batch_size=12, crop_size=8), model, 34, fold=2)  # 34 = 2 x 12 + 10
+    with pytest.raises(PatchlesionError, match="e.g. 2"):  # a batch of one image: every batch is one crop
+        check_one_image_batch(spec, TrainSettings(plain_batch_size=1, crop_size=8), model, 34, fold=2)

@@ -191,10 +191,10 @@ def check_one_image_batch(spec: RunSpec, settings: TrainSettings, model: torch.n
     turns into a 1 x 1 feature map: batch norm cannot train on one value per channel, and PyTorch
     would fail only at that batch, an epoch into the run. Only the plain strategies (one crop per
     image) can get there, when ``n_positions`` (the sampler's epoch) leaves one image for the last
-    batch. The check runs the backbone once on a copy, in training mode, with the random state kept,
-    so the run itself is unchanged."""
+    batch (or every batch holds one). The check runs the backbone once on a copy, in training mode,
+    with the random state kept, so the run itself is unchanged."""
     batch = settings.images_per_batch(plain=True)
-    if not get_strategy(spec.strategy).plain or n_positions % batch != 1:
+    if not get_strategy(spec.strategy).plain or (n_positions % batch or batch) != 1:  # the last batch's images
         return
     with torch.random.fork_rng(devices=[]):
         probe = copy.deepcopy(model.backbone).to("cpu", torch.float32).train()
