@@ -55,6 +55,7 @@ from patchlesion.engine.batches import TrainingInput
 from patchlesion.engine.checkpoint import save_checkpoint, training_state
 from patchlesion.engine.cost import StepTimes, checkpoint_shape, distinct_shapes, evaluation_shape, forward_shape, training_shape
 from patchlesion.engine.inference import evaluation_batch_images, load_state, predict_probabilities, save_state
+from patchlesion.engine.optim import Adam
 from patchlesion.engine.settings import TrainSettings
 from patchlesion.engine.training import train_step
 from patchlesion.errors import PatchlesionError
@@ -190,7 +191,7 @@ def _time_training(
         train_labels=labels, device=device, accel=accel, forward=accel.prepare(model), scaler=accel.grad_scaler(),
         criterion=make_loss(spec.balancing, labels.numpy(), len(CLASSES), spec.k, device,
                             train_dx_types=np.full(batch, "histo"), diagnosis_scope=spec.diagnosis_scope),
-        optimizer=torch.optim.Adam(model.parameters(), lr=settings.learning_rate),
+        optimizer=Adam(model.parameters(), lr=settings.learning_rate),
     )  # fmt: skip
     inputs = TrainingInput(_fake_images(batch, settings.image_size), strategy, spec, settings.crop_size, device, accel.channels_last)
     generator = torch.Generator().manual_seed(0)
@@ -298,8 +299,7 @@ def startup_seconds(backbone: str, kind: str, device: str, threads: int | None =
 def startup_probe(backbone: str, kind: str, device: str, threads: int | None = None) -> None:
     """What a ``kind`` job does before its first step, without the data (after importing the command,
     :func:`startup_seconds`): the engine's imports, the model on the device, its weights written and
-    read back (the model files), and for training the Adam optimizer, whose first construction
-    imports ``torch._dynamo`` (seconds)."""
+    read back (the model files), and for training the Adam optimizer (:class:`patchlesion.engine.optim.Adam`)."""
     import patchlesion.engine.evaluate
     import patchlesion.engine.training  # noqa: F401
 
@@ -308,7 +308,7 @@ def startup_probe(backbone: str, kind: str, device: str, threads: int | None = N
     target = torch.device(device)
     model = build_model(RunSpec(backbone=backbone), len(CLASSES)).to(target)
     if kind == "train":
-        torch.optim.Adam(model.parameters())
+        Adam(model.parameters())
     with tempfile.TemporaryDirectory(prefix="patchlesion-probe-") as scratch:
         save_state(model, Path(scratch) / "model.pt")
         load_state(model, Path(scratch) / "model.pt")

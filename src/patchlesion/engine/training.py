@@ -32,6 +32,7 @@ from patchlesion.engine.checkpoint import (
     training_state,
 )
 from patchlesion.engine.inference import predict_probabilities, save_state, save_weights
+from patchlesion.engine.optim import Adam
 from patchlesion.engine.settings import TrainSettings, run_seed
 from patchlesion.errors import PatchlesionError
 from patchlesion.method.balancing import EpochSampler, make_loss
@@ -167,7 +168,7 @@ def _set_up(
         spec.balancing, train_labels.numpy(), n_classes, spec.k, device, train_dx_types=_diagnosis_types(dataset, index, train_ids),
         diagnosis_scope=spec.diagnosis_scope, classes=dataset.classes,
     )  # fmt: skip
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    optimizer = Adam(model.parameters(), lr=settings.learning_rate)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=_lr_milestones(settings), gamma=0.5)
     # Everything with a state_dict() whose state carries over between epochs (add e.g. a GradScaler here).
     stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "sampler": sampler}
