@@ -32,10 +32,10 @@ TOLERANCE = 0.30
 
 def recorded_seconds(benchmarks: Path, kind: str, run: str, folds: str) -> float:
     """Wall seconds the `benchmark:` files of one row of cost.csv recorded, summed over its jobs."""
-    if kind == "official_test":
-        paths = [benchmarks / "official_test" / f"{run}.tsv"]
-    else:
+    if kind == "train":  # one job per fold
         paths = [benchmarks / kind / run / f"fold{fold}.tsv" for fold in folds.split()]
+    else:  # one job per run, every fold
+        paths = [benchmarks / kind / f"{run}.tsv"]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise SystemExit(f"error: {missing[0]} is missing: give the results folder of a complete demo run.")

@@ -59,20 +59,20 @@ EXPECTED = {
     # A fold 1: 2 x ceil(10/5) = 4 steps, 2 x ceil(4/16) = 2 batches: 10 + 0.1 + 2 + 0.2 + 2 = 14.3
     # A fold 2: 2 x ceil(4/5) = 2 steps, 2 batches: 10 + 0.04 + 1 + 0.2 + 2 = 13.24
     ("II", A, "train"): (2, 6, 4, 27.54, 14.3),
-    ("II", A, "evaluate"): (2, 0, 2, 16.0, 8.0),  # 7 + ceil(5/16) x 1.0 per fold
+    ("II", A, "evaluate"): (1, 0, 2, 9.0, 9.0),  # one job for both folds: 7 + 2 x ceil(5/16) x 1.0
     # B: 2 x ceil(10/4) = 6 and 2 x ceil(4/4) = 2 steps: 10 + 0.1 + 12 + 0.4 + 8 = 30.5; 10 + 0.04 + 4 + 0.4 + 8 = 22.44
     ("II", B, "train"): (2, 8, 4, 52.94, 30.5),
-    ("II", B, "evaluate"): (2, 0, 2, 22.0, 11.0),
+    ("II", B, "evaluate"): (1, 0, 2, 15.0, 15.0),  # 7 + 2 x 4.0
     # C, oversampling: 2 x ceil(18/5) = 8 and 2 x ceil(6/5) = 4 steps: 10 + 0.1 + 4 + 0.2 + 2 = 16.3; 10 + 0.04 + 2 + 0.2 + 2 = 14.24
     ("V", C, "train"): (2, 12, 4, 30.54, 16.3),
-    ("V", C, "evaluate"): (2, 0, 2, 16.0, 8.0),
+    ("V", C, "evaluate"): (1, 0, 2, 9.0, 9.0),
     # D, fold 1 only: 6 steps of 3 s: 10 + 0.1 + 18 + 0.6 + 10 = 38.7
     ("fig4", D, "train"): (1, 6, 2, 38.7, 38.7),
     # official test: one job per Table II run, 2 folds x ceil(40/16) = 6 batches: 7 + 6 x 1.0 and 7 + 6 x 4.0
     ("II", A, "official_test"): (1, 0, 6, 13.0, 13.0),
     ("II", B, "official_test"): (1, 0, 6, 31.0, 31.0),
 }
-TOTAL_SECONDS = sum(row[3] for row in EXPECTED.values())  # 247.72
+TOTAL_SECONDS = sum(row[3] for row in EXPECTED.values())  # 226.72
 
 
 def test_every_job_is_priced_as_worked_by_hand():
@@ -82,28 +82,28 @@ def test_every_job_is_priced_as_worked_by_hand():
     for key, (n_jobs, steps, batches, seconds, longest) in EXPECTED.items():
         assert got[key][:3] == (n_jobs, steps, batches), key
         assert got[key][3:] == pytest.approx((seconds, longest)), key
-    assert TOTAL_SECONDS == pytest.approx(247.72)
+    assert TOTAL_SECONDS == pytest.approx(226.72)
 
 
 def test_summary_per_table_and_the_grid_line():
     projection = Projection(devices=2)
     summary = summarise(MODEL.jobs(GRID), projection).set_index("table")
-    assert summary.loc["II", ["runs", "train_jobs", "evaluate_jobs", "official_test_jobs"]].tolist() == [2, 4, 4, 2]
-    assert summary.loc["V", "device_hours"] == pytest.approx(46.54 / 3600)
-    assert summary.loc["total", "train_jobs"] == 7 and summary.loc["total", "device_hours"] == pytest.approx(247.72 / 3600)
+    assert summary.loc["II", ["runs", "train_jobs", "evaluate_jobs", "official_test_jobs"]].tolist() == [2, 4, 2, 2]
+    assert summary.loc["V", "device_hours"] == pytest.approx(39.54 / 3600)
+    assert summary.loc["total", "train_jobs"] == 7 and summary.loc["total", "device_hours"] == pytest.approx(226.72 / 3600)
     # two devices: half the device-time, which is longer than the longest job (38.7 s)
-    assert summary.loc["total", "wall_hours"] == pytest.approx(123.86 / 3600)
+    assert summary.loc["total", "wall_hours"] == pytest.approx(113.36 / 3600)
     line = grid_line(summary.reset_index(), projection)
-    assert line == "grid: 7 training jobs, 0.0688 device-hours, 0.0344 h wall on 2 device(s) x 1 job(s)"
+    assert line == "grid: 7 training jobs, 0.063 device-hours, 0.0315 h wall on 2 device(s) x 1 job(s)"
 
 
 @pytest.mark.parametrize(
     ("devices", "jobs_per_device", "efficiency", "wall_seconds"),
     [
-        (1, 1, None, 247.72),
+        (1, 1, None, 226.72),
         (10, 1, None, 38.7),  # bounded by the longest job
-        (2, 2, None, 123.86),  # not measured: two jobs per device no faster than one
-        (1, 2, 0.8, 247.72 / 1.6),  # measured: 2 x 0.8 of one job's throughput
+        (2, 2, None, 113.36),  # not measured: two jobs per device no faster than one
+        (1, 2, 0.8, 226.72 / 1.6),  # measured: 2 x 0.8 of one job's throughput
         (4, 2, 0.8, 38.7 / 0.8),  # the longest job runs at 0.8 of its lone speed
     ],
 )
@@ -117,10 +117,10 @@ def test_budget_says_what_fits():
     assert budget_advice(MODEL, GRID, Projection(), 300 / 3600)[0].startswith("budget 0.0833 h: fits")
     lines = budget_advice(MODEL, GRID, Projection(), 100 / 3600)
     assert "does not fit" in lines[0]
-    assert "fits on 3 device(s)" in lines[1]  # ceil(247.72 / 100)
-    # without Table II, run A is priced under Table V: 46.54 + 43.54 + 38.7 = 128.78 s left (-118.94 s);
-    # then dropping fig4 leaves 90.08 s, which fits (dropping Table V would leave less: 38.7 s)
-    assert lines[2] == "  - or drop Table II (-0.033 h), fig4 (-0.0107 h): 0.025 h wall."  # 38.7 s = 0.01075 h
+    assert "fits on 3 device(s)" in lines[1]  # ceil(226.72 / 100)
+    # without Table II, run A is priced under Table V: 39.54 + 36.54 + 38.7 = 114.78 s left (-111.94 s);
+    # then dropping fig4 leaves 76.08 s, which fits (dropping Table V would leave less: 38.7 s)
+    assert lines[2] == "  - or drop Table II (-0.0311 h), fig4 (-0.0107 h): 0.0211 h wall."  # 111.94 s, 38.7 s, 76.08 s
     assert "longest job alone" in budget_advice(MODEL, GRID, Projection(devices=50), 30 / 3600)[1]
 
 
@@ -141,8 +141,8 @@ def test_grid_reads_back_and_rejects_what_is_not_a_grid():
 
 
 def test_the_workflow_passes_the_jobs_it_plans(tmp_path):
-    """The grid of `snakemake cost` holds exactly the paper preset's 216 training, 216 evaluation and
-    21 official-test jobs that `snakemake` plans (tests/test_workflow.py)."""
+    """The grid of `snakemake cost` holds exactly the paper preset's 216 training jobs, 216 evaluated
+    fold models (72 evaluation jobs) and 21 official-test jobs that `snakemake` plans (tests/test_workflow.py)."""
     command = [sys.executable, "-m", "snakemake", "cost", "--snakefile", str(ROOT / "Snakefile"), "-n", "-p",
                "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path)]  # fmt: skip
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
@@ -164,9 +164,9 @@ def test_an_evaluation_batch_is_the_shared_backbone_forward_plus_its_own_rest():
     model = CostModel(SETTINGS, times, FOLDS, {"test_set": 40})
     jobs = model.jobs(Grid((GridTable("III", "data", (1, 2), (A, B, e5)),))).set_index(["run", "kind"])["seconds"]
     # 7 s start-up + ceil(5 test images / 16) = 1 batch per fold: A 0.75 + 0.25, B 0.75 + 3.25, e5 (ceil(5/28) = 1) 0.7 + 0.1
-    assert jobs[A, "evaluate"] == pytest.approx(2 * (7 + 1.0))
-    assert jobs[B, "evaluate"] == pytest.approx(2 * (7 + 4.0))
-    assert jobs[e5, "evaluate"] == pytest.approx(2 * (7 + 0.8))
+    assert jobs[A, "evaluate"] == pytest.approx(7 + 2 * 1.0)  # one job per run: one start-up for both folds
+    assert jobs[B, "evaluate"] == pytest.approx(7 + 2 * 4.0)
+    assert jobs[e5, "evaluate"] == pytest.approx(7 + 2 * 0.8)
 
 
 def test_each_computation_is_timed_once_under_its_first_shape():
@@ -272,7 +272,7 @@ def test_cost_command_writes_the_plan_and_ends_with_the_grid_line(tiny_data, cap
     assert re.fullmatch(r"grid: 4 training jobs, [0-9.]+ device-hours, [0-9.]+ h wall on 2 device\(s\) x 2 job\(s\)", printed[-1])
     assert printed[-2].startswith("budget 100 h: fits")
     jobs = pd.read_csv(out / "cost.csv")
-    assert jobs.groupby("kind")["jobs"].sum().to_dict() == {"evaluate": 4, "official_test": 2, "train": 4}
+    assert jobs.groupby("kind")["jobs"].sum().to_dict() == {"evaluate": 2, "official_test": 2, "train": 4}  # one evaluation job per run
     assert (jobs.loc[jobs["kind"] == "train", "train_steps"] % 3 == 0).all()  # 3 epochs of whole steps
     markdown = (out / "cost.md").read_text()
     assert "| total |" in markdown and "not measured" in markdown and markdown.rstrip().endswith(f"`{printed[-1]}`")

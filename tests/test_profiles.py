@@ -53,8 +53,9 @@ def test_workstation_profile_limits_gpu_jobs():
 
 
 def _rule_blocks() -> dict[str, str]:
-    """Rule (and checkpoint) name -> its text, from every workflow/rules/*.smk."""
-    blocks = {}
+    """Rule (and checkpoint) name -> its text, from every workflow/rules/*.smk; a rule made with
+    ``use rule A as B with:`` gets A's text and its own."""
+    blocks, copies = {}, {}
     for path in (ROOT / "workflow" / "rules").glob("*.smk"):
         name = None
         for line in path.read_text().splitlines():
@@ -62,8 +63,13 @@ def _rule_blocks() -> dict[str, str]:
             if len(words) == 2 and words[0] in ("rule", "checkpoint") and line.endswith(":"):  # also inside `if`
                 name = words[1].rstrip(":")
                 blocks[name] = ""
+            elif words[:2] == ["use", "rule"] and words[3:4] == ["as"] and line.endswith("with:"):
+                name = words[4]
+                blocks[name], copies[name] = "", words[2]
             elif name is not None:
                 blocks[name] += line + "\n"
+    for name, original in copies.items():
+        blocks[name] = blocks[original] + blocks[name]
     return blocks
 
 
@@ -74,7 +80,7 @@ def test_every_set_resources_rule_exists():
 
 def test_every_gpu_rule_gets_a_gpu_on_the_cluster():
     gpu_rules = {name for name, text in _rule_blocks().items() if "gpu=1" in text.replace(" ", "")}
-    assert {"train", "evaluate", "official_test"} <= gpu_rules
+    assert {"train", "evaluate", "evaluate_derm7pt", "official_test"} <= gpu_rules
     for rule in gpu_rules:
         resources = SLURM["set-resources"].get(rule, {})
         assert resources.get("gpu") == 1 and resources.get("slurm_partition") == "PATCHLESION_GPU_PARTITION", rule
@@ -109,5 +115,5 @@ def test_unfilled_slurm_placeholders_stop_the_run_at_planning(tmp_path):
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and all(placeholder in errors[0] for placeholder in PLACEHOLDERS)
-    assert "slurm_partition of train, evaluate, official_test" in errors[0] and "profiles/slurm/config.yaml" in errors[0]
+    assert "slurm_partition of train, evaluate, evaluate_derm7pt, official_test" in errors[0] and "profiles/slurm/config.yaml" in errors[0]
     assert "Job stats" not in result.stdout and not (tmp_path / "results").exists()

@@ -70,6 +70,44 @@ def test_evaluation_writes_probabilities_and_metrics(data):
     assert metrics["n_images"] == len(predictions) and metrics["run"] == RUN
 
 
+
+def test_one_evaluation_job_of_several_folds_writes_what_each_fold_alone_writes(data):
+    """The workflow's evaluation job of a run: folds 1 and 2 in one process, the same files as one process per fold."""
+    _train_fold(data, 1, data / "f1")
+    if not (data / "a" / "model.pt").exists():
+        _train(data, data / "a")
+    common = ["--index", str(data / "index.csv"), "--split", str(data / "split.csv"), "--run", RUN, *EVALUATION_SETTINGS]
+    models = {1: data / "f1" / "model.pt", 2: data / "a" / "model.pt"}
+    for fold, model in models.items():
+        alone = ["evaluate", *common, "--fold", str(fold), "--model", str(model)]
+        assert main(alone + ["--predictions", str(data / f"alone{fold}.csv"), "--metrics", str(data / f"alone{fold}.json")]) == 0
+    together = ["evaluate", *common, "--fold", "1", "2", "--model", str(models[1]), str(models[2]), "--predictions",
+                str(data / "together1.csv"), str(data / "together2.csv"), "--metrics", str(data / "together1.json"), str(data / "together2.json")]  # fmt: skip
+    assert main(together) == 0
+    for fold in (1, 2):
+        assert (data / f"together{fold}.csv").read_bytes() == (data / f"alone{fold}.csv").read_bytes()
+        alone, joint = (json.loads((data / f"{kind}{fold}.json").read_text()) for kind in ("alone", "together"))
+        assert joint["fold"] == fold and joint["model"] == str(models[fold])
+        assert {k: v for k, v in joint.items() if k != "provenance"} == {k: v for k, v in alone.items() if k != "provenance"}
+    # the two folds' models differ, so equal files are not one model's predictions twice
+    assert (data / "together1.csv").read_bytes() != (data / "together2.csv").read_bytes()
+
+
+def test_evaluate_needs_one_model_and_two_outputs_per_fold(data, capsys):
+    args = ["evaluate", "--index", str(data / "index.csv"), "--split", str(data / "split.csv"), "--run", RUN, "--fold", "1", "2",
+            "--model", str(data / "m.pt"), "--predictions", "p1.csv", "p2.csv", "--metrics", "m1.json", "m2.json", *EVALUATION_SETTINGS]  # fmt: skip
+    assert main(args) == 2
+    assert "one --model, --predictions and --metrics per --fold" in capsys.readouterr().err
+    twice = [a if a != "2" else "1" for a in args]
+    twice[twice.index("--model") + 1 : twice.index("--predictions")] = ["a.pt", "b.pt"]
+    assert main(twice) == 2
+    assert "each fold once" in capsys.readouterr().err
+
+
+def _train_fold(data, fold, out_dir):
+    args = ["train", "--index", str(data / "index.csv"), "--split", str(data / "split.csv"), "--fold", str(fold), "--run", RUN, "--out-dir", str(out_dir)]
+    assert main(args + SETTINGS) == 0
+
 def test_unknown_run_gives_a_clear_error(data, capsys):
     args = ["train", "--index", str(data / "index.csv"), "--split", str(data / "split.csv"), "--fold", "1",
             "--run", "resnet9000-multi_crop-nc9-mean-none", "--out-dir", str(data / "x")]  # fmt: skip

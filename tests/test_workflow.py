@@ -33,7 +33,7 @@ def test_paper_preset_plans_three_folds_per_backbone(tmp_path):
     # Tables II, III, V, VI: 19 distinct runs x 3 backbones x 3 folds = 171, plus Fig. 5's 15 further
     # DenseNet121 runs x 3 folds = 45; weights fetched once per backbone
     assert _job_count(stats, "train") == 216
-    assert _job_count(stats, "evaluate") == 216
+    assert _job_count(stats, "evaluate") == 72  # one job per run evaluates its 3 fold models
     assert _job_count(stats, "table") == 4 and _job_count(stats, "table_figures") == 4
     assert _job_count(stats, "figure4") == _job_count(stats, "figure5") == _job_count(stats, "report_md") == 1
     assert _job_count(stats, "claims") == 1  # the verdicts on the paper's claims, from every table's and Fig. 5's runs
@@ -56,7 +56,9 @@ def test_derm7pt_dir_adds_table_iv_with_one_last_model_per_row(tmp_path):
     assert result.returncode == 0, result.stderr
     stats = result.stdout + result.stderr
     # Table IV: 3 rows x 3 backbones, fold 1 only, on derm7pt (not shared with the HAM10000 runs)
-    assert _job_count(stats, "train") == 216 + 9 and _job_count(stats, "evaluate") == 216 + 9
+    assert _job_count(stats, "train") == 216 + 9 and _job_count(stats, "evaluate") == 72
+    assert _job_count(stats, "evaluate_derm7pt") == 9  # derm7pt's one fold: evaluate's copy for that fold
+    assert "patchlesion evaluate --index results/derm7pt/index.csv --split results/derm7pt/split.csv --fold 1 --run " in stats
     assert _job_count(stats, "convert_derm7pt") == _job_count(stats, "derm7pt_split") == 1
     assert _job_count(stats, "table") == 5 and _job_count(stats, "table_figures") == 5
     assert "results/derm7pt/runs/densenet121-ordered-nc9-mean-loss_weighting-k1-att_initial-pd0.2/fold1/model_last.pt" in stats
@@ -69,6 +71,18 @@ def test_derm7pt_dir_adds_table_iv_with_one_last_model_per_row(tmp_path):
     assert "--plain-batch-size 5" in stats and "--model results/derm7pt/runs/densenet121-multi_crop-nc9-mean-loss_weighting-k1/fold1/model_last.pt --predictions" in stats
     assert not any("patchlesion evaluate" in line and "--epochs" in line for line in stats.splitlines())
 
+
+
+def test_with_fold_1_only_one_evaluation_rule_serves_derm7pt_too(tmp_path):
+    """folds=[1]: derm7pt's fold list is the configured one, so rule evaluate evaluates its runs as well."""
+    release = tmp_path / "release_v0"
+    release.mkdir()
+    result = snakemake("-n", "-p", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path),
+                       "--config", f"derm7pt_dir={release}", "folds=[1]")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    stats = result.stdout + result.stderr
+    assert _job_count(stats, "train") == _job_count(stats, "evaluate") == 72 + 9 and _job_count(stats, "evaluate_derm7pt") == 0
+    assert "--fold 1 --run inception_v3-multi_crop-nc9-mean-loss_weighting-k1 --model results/derm7pt/runs/" in stats
 
 def test_demo_preset_plans_tiny_backbone(tmp_path):
     result = snakemake("-n", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), "--config", "preset=demo")
@@ -212,7 +226,7 @@ def test_official_test_switch_leaves_out_only_the_official_test_set(tmp_path):
                        "--config", f"ham10000_dir={folder}", "official_test=false")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     stats = result.stdout + result.stderr
-    assert _job_count(stats, "train") == _job_count(stats, "evaluate") == 216
+    assert _job_count(stats, "train") == 3 * _job_count(stats, "evaluate") == 216
     assert _job_count(stats, "table") == _job_count(stats, "table_figures") == 4
     assert _job_count(stats, "figure4") == _job_count(stats, "figure5") == _job_count(stats, "report_md") == 1
     assert _job_count(stats, "download_ham10000") == _job_count(stats, "download_isic2018_test") == 0

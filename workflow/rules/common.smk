@@ -442,6 +442,13 @@ def run_settings(run):
     return TrainSettings.from_config(config, RunSpec.from_name(run).backbone)
 
 
+def data_priority(wildcards):
+    """Priority of indexing and decoding a dataset: an official test set (a dataset without folds),
+    needed only by the official-test jobs at the end, after the training data, so that the first
+    training jobs start as early as they can."""
+    return 0 if DATASETS[wildcards.dataset]["folds"] else -1
+
+
 def train_priority(wildcards):
     """Priority of a training job: the longest first, so that no long job starts last and runs alone
     while the other cores idle. A rough measure of a job's work, not a cost plan: crops per training
@@ -496,9 +503,18 @@ def test_model_path(dataset, run, fold):
     return f"results/{dataset}/runs/{run}/fold{fold}/{name}"
 
 
-def test_model(wildcards):
-    """test_model_path of a job's dataset, run and fold."""
-    return test_model_path(wildcards.dataset, wildcards.run, wildcards.fold)
+def datasets_on_folds(folds):
+    """Wildcard constraint of an evaluation rule: the datasets whose runs are trained on ``folds``."""
+    return "|".join(re.escape(name) for name, spec in DATASETS.items() if list(spec["folds"]) == list(folds))
+
+
+def test_models(folds):
+    """Input function of an evaluation rule: test_model_path of its dataset and run, one per fold."""
+
+    def models(wildcards):
+        return [test_model_path(wildcards.dataset, wildcards.run, fold) for fold in folds]
+
+    return models
 
 
 def table_metrics(dataset, table):

@@ -78,6 +78,7 @@ checkpoint index:
         dataset="|".join(d for d in DATASETS if not folder_dataset(d)) or "no-dataset",
     log:
         "results/{dataset}/logs/index.log",
+    priority: data_priority
     conda:
         "../../envs/patchlesion.yaml"
     shell:
@@ -121,6 +122,7 @@ rule prepare:
     benchmark:
         "results/{dataset}/benchmarks/prepare_{width}x{height}.tsv"
     threads: 4
+    priority: data_priority
     conda:
         "../../envs/patchlesion.yaml"
     shell:

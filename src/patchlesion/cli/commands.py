@@ -42,7 +42,7 @@ def _read_fold_inputs(args: argparse.Namespace, dataset: DatasetDescription | No
     if dataset is None and getattr(args, "model", None):
         from patchlesion.engine.inference import trained_dataset
 
-        dataset = trained_dataset(args.model)
+        dataset = trained_dataset(args.model if isinstance(args.model, str) else args.model[0])
     index, split = _read_csv(args.index, "image index"), _read_csv(args.split, "split")
     try:
         check_split(index, split, once=False, description=dataset)  # derm7pt's test images are its validation part too
@@ -177,18 +177,23 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from patchlesion.engine.evaluate import evaluate_run
+    from patchlesion.engine.evaluate import FoldOutputs, evaluate_folds
     from patchlesion.method.runs import RunSpec
 
     start_job(args)
+    counts = {f"--{name}": len(getattr(args, name)) for name in ("fold", "model", "predictions", "metrics")}
+    if len(set(counts.values())) > 1 or len(set(args.fold)) < len(args.fold):
+        given = ", ".join(f"{option} {count}" for option, count in counts.items())
+        raise PatchlesionError(f"evaluate takes one --model, --predictions and --metrics per --fold, each fold once; given {given} ({args.fold}).")
     spec = RunSpec.from_name(args.run).check_registries()
     index, split = _read_fold_inputs(args)
     settings = TrainSettings.from_args(args)  # the data geometry and device; training-only settings unused
-    metrics = evaluate_run(spec, settings, index, split, args.fold, args.model, args.predictions, args.metrics, cache=args.cache)
-    log.info(
-        "run %s fold %d on %d test images: MC-sensitivity %.3f, MC-specificity %.3f, F1 %.3f",
-        spec.name, args.fold, metrics["n_images"], metrics["mc_sensitivity"], metrics["mc_specificity"], metrics["f1"],
-    )  # fmt: skip
+    outputs = [FoldOutputs(*fold) for fold in zip(args.fold, args.model, args.predictions, args.metrics)]
+    for metrics in evaluate_folds(spec, settings, index, split, outputs, cache=args.cache):
+        log.info(
+            "run %s fold %d on %d test images: MC-sensitivity %.3f, MC-specificity %.3f, F1 %.3f",
+            spec.name, metrics["fold"], metrics["n_images"], metrics["mc_sensitivity"], metrics["mc_specificity"], metrics["f1"],
+        )  # fmt: skip
 
 
 def cmd_table(args: argparse.Namespace) -> None:

@@ -30,7 +30,7 @@ DESCRIPTION = """Command-line interface: every step of the workflow, usable with
     patchlesion prepare --index results/synthetic/index.csv --image-size 600 450 --out results/synthetic/cache/600x450
     patchlesion split --index results/synthetic/index.csv --method stratified --out results/synthetic/split.csv
     patchlesion train --index ... --split ... --fold 1 --run tiny-multi_crop-nc9-mean-loss_weighting-k1 --out-dir DIR
-    patchlesion evaluate --index ... --split ... --fold 1 --run NAME --model DIR/model.pt --predictions P --metrics M
+    patchlesion evaluate --index ... --split ... --fold 1 2 --run NAME --model D1/model.pt D2/model.pt --predictions P1 P2 --metrics M1 M2
     patchlesion table --table II --metrics results/*/runs/*/fold*/metrics.json --csv T.csv --markdown T.md
     patchlesion predict --model DIR/model.pt IMAGE.jpg [...] --output P.csv --overlay-dir DIR
     patchlesion download-ham10000 --out resources/ham10000 --downloads resources/downloads/ham10000
@@ -52,10 +52,14 @@ IMAGE_SIZE_HELP = "images are resized to this size in pixels"
 DATASET_HELP = "the dataset's classes and columns: ham10000, derm7pt, synthetic, or a description .json"
 
 
-def _add_fold_inputs(parser: argparse.ArgumentParser) -> None:
+def _add_fold_inputs(parser: argparse.ArgumentParser, several: bool = False) -> None:
     parser.add_argument("--index", required=True, help=INDEX_HELP)
     parser.add_argument("--split", required=True, help=SPLIT_HELP)
-    parser.add_argument("--fold", type=int, required=True, choices=[1, 2, 3], help="cross-validation fold k: validates on part k, trains on the others")
+    fold_help = "cross-validation fold k: validates on part k, trains on the others"
+    if several:
+        parser.add_argument("--fold", type=int, required=True, nargs="+", choices=[1, 2, 3], help=fold_help + "; several: one each, in order")
+    else:
+        parser.add_argument("--fold", type=int, required=True, choices=[1, 2, 3], help=fold_help)
     parser.add_argument("--run", required=True, help=RUN_EXAMPLE)
 
 
@@ -123,11 +127,11 @@ def _add_train(sub) -> None:
 
 
 def _add_evaluate(sub) -> None:
-    p = command_parser(sub, "evaluate", "evaluate a fold's model on the test part", commands.cmd_evaluate)
-    _add_fold_inputs(p)
-    p.add_argument("--model", required=True, help="model.pt written by `patchlesion train` for this run and fold")
-    p.add_argument("--predictions", required=True, help="predictions.csv to write (one probability per class and image)")
-    p.add_argument("--metrics", required=True, help="metrics.json to write")
+    p = command_parser(sub, "evaluate", "evaluate the models of one or more folds of a run on the test part", commands.cmd_evaluate)
+    _add_fold_inputs(p, several=True)
+    p.add_argument("--model", required=True, nargs="+", help="model.pt written by `patchlesion train` for this run and fold (one per --fold)")
+    p.add_argument("--predictions", required=True, nargs="+", help="predictions.csv to write (one probability per class and image; one per --fold)")
+    p.add_argument("--metrics", required=True, nargs="+", help="metrics.json to write (one per --fold)")
     add_settings(p, "evaluate", "data geometry and device (the training values)")
     add_job_options(p)
 

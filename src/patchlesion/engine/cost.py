@@ -192,7 +192,10 @@ class CostModel:
 
     def _row(self, table: str, dataset: str, run: str, kind: str, folds: list[int]) -> dict:
         spec = RunSpec.from_name(run)
-        priced = [self._job(spec, dataset, kind, fold) for fold in folds] if kind != "official_test" else [self._official(spec, dataset, folds)]
+        if kind == "train":
+            priced = [self._training(spec, dataset, fold) for fold in folds]
+        else:  # one job evaluates every fold model of the run
+            priced = [self._evaluation(spec, dataset, folds) if kind == "evaluate" else self._official(spec, dataset, folds)]
         return {
             "table": table, "run": run, "kind": kind, "folds": " ".join(map(str, folds)), "jobs": len(priced),
             "train_steps": sum(p[0] for p in priced), "eval_batches": sum(p[1] for p in priced),
@@ -205,13 +208,16 @@ class CostModel:
         except KeyError:
             raise PatchlesionError(f"fold {fold} of dataset {dataset!r} is planned but no --index/--split of it was given.") from None
 
-    def _job(self, spec: RunSpec, dataset: str, kind: str, fold: int) -> tuple[int, int, float]:
-        """(optimizer steps, evaluation batches, seconds) of one training or evaluation job."""
+    def _evaluation(self, spec: RunSpec, dataset: str, folds: list[int]) -> tuple[int, int, float]:
+        """(0, evaluation batches, seconds) of one evaluation job: every fold model of the run on its test part."""
+        per_batch = evaluation_batch_images(spec.n_crops)
+        batches = sum(math.ceil(self._sizes(dataset, fold).test / per_batch) for fold in folds)
+        return 0, batches, self.times.startup[spec.backbone, "evaluate"] + batches * self.times.eval_batch(spec)
+
+    def _training(self, spec: RunSpec, dataset: str, fold: int) -> tuple[int, int, float]:
+        """(optimizer steps, evaluation batches, seconds) of one training job."""
         sizes, settings, times = self._sizes(dataset, fold), self.settings, self.times
         per_batch = evaluation_batch_images(spec.n_crops)
-        if kind == "evaluate":
-            batches = math.ceil(sizes.test / per_batch)
-            return 0, batches, times.startup[spec.backbone, "evaluate"] + batches * times.eval_batch(spec)
         shape = training_shape(spec, settings)
         positions = len(EpochSampler(spec.balancing, sizes.train_labels, generator=None))
         steps = settings.epochs * math.ceil(positions / shape[-1])
