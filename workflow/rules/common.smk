@@ -442,13 +442,6 @@ def run_settings(run):
     return TrainSettings.from_config(config, RunSpec.from_name(run).backbone)
 
 
-def data_priority(wildcards):
-    """Priority of indexing and decoding a dataset: an official test set (a dataset without folds),
-    needed only by the official-test jobs at the end, after the training data, so that the first
-    training jobs start as early as they can."""
-    return 0 if DATASETS[wildcards.dataset]["folds"] else -1
-
-
 def train_priority(wildcards):
     """Priority of a training job: the longest first, so that no long job starts last and runs alone
     while the other cores idle. A rough measure of a job's work, not a cost plan: crops per training

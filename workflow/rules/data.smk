@@ -78,7 +78,6 @@ checkpoint index:
         dataset="|".join(d for d in DATASETS if not folder_dataset(d)) or "no-dataset",
     log:
         "results/{dataset}/logs/index.log",
-    priority: data_priority
     conda:
         "../../envs/patchlesion.yaml"
     shell:
@@ -122,7 +121,6 @@ rule prepare:
     benchmark:
         "results/{dataset}/benchmarks/prepare_{width}x{height}.tsv"
     threads: 4
-    priority: data_priority
     conda:
         "../../envs/patchlesion.yaml"
     shell:
