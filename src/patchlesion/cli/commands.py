@@ -77,8 +77,11 @@ def limit_threads(threads: int | None) -> None:
 
 
 def start_job(args: argparse.Namespace) -> None:
-    """Before a command runs a model: lease a GPU, point at the weight cache, limit the threads
-    (each where the command has the option)."""
+    """Before a command runs a model: keep freed memory for reuse (:mod:`patchlesion.engine.memory`),
+    lease a GPU, point at the weight cache, limit the threads (each where the command has the option)."""
+    from patchlesion.engine.memory import keep_freed_memory
+
+    keep_freed_memory()
     lease_gpu(getattr(args, "device", None))
     use_weight_cache(getattr(args, "torch_home", None))
     limit_threads(getattr(args, "threads", None))

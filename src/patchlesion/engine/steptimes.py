@@ -55,6 +55,7 @@ from patchlesion.engine.batches import TrainingInput
 from patchlesion.engine.checkpoint import save_checkpoint, training_state
 from patchlesion.engine.cost import StepTimes, checkpoint_shape, distinct_shapes, evaluation_shape, forward_shape, training_shape
 from patchlesion.engine.inference import evaluation_batch_images, load_state, predict_probabilities, save_state
+from patchlesion.engine.memory import keep_freed_memory
 from patchlesion.engine.optim import Adam
 from patchlesion.engine.settings import TrainSettings
 from patchlesion.engine.training import train_step
@@ -141,6 +142,7 @@ def side_by_side(device: torch.device, threads: int | None) -> int:
 
 def _time_shape(spec: RunSpec, parts: tuple[str, ...], settings: TrainSettings, steps: int | None, threads: int | None) -> dict:
     """``{part: (seconds, timed steps)}`` of the ``parts`` of :func:`timing_tasks` on ``spec``'s model."""
+    keep_freed_memory()  # as a job (a spawned timing process has not run the command's start)
     if threads:
         torch.set_num_threads(threads)
     device = resolve_device(settings.device)
