@@ -124,7 +124,7 @@ def test_run_json_and_report_name_the_machine(twice):
     shutil.copytree(twice / "a", fold)
     text = write_report(results, "synthetic", "demo", results / "REPORT.md")
     section = text.split("## Machine")[1].split("## Skipped")[0]
-    assert "All 2 training and evaluation jobs behind these numbers ran on one machine" in section
+    assert "All 2 fold trainings and evaluations behind these numbers ran on one machine" in section
     assert cpu in section and f"{len(os.sched_getaffinity(0))} cores seen, {THREADS} torch threads, no GPU" in section
     assert f"torch {metadata.version('torch')}" in section and f"NumPy {metadata.version('numpy')}" in section
     assert f"Python {versions['python']}" in section and "docs/running.md §9" in section
@@ -141,7 +141,7 @@ def test_report_lists_every_machine_when_runs_came_from_several(twice, tmp_path)
             (folder / "run.json").write_text(json.dumps(record))
     text = write_report(results, "synthetic", "demo", results / "REPORT.md")
     section = text.split("## Machine")[1].split("## Skipped")[0]
-    assert "The 4 training and evaluation jobs behind these numbers ran on 2 different machines" in section
+    assert "The 4 fold trainings and evaluations behind these numbers ran on 2 different machines" in section
     rows = [line for line in section.splitlines() if line.startswith("| ") and "torch thread" in line]
     assert len(rows) == 2 and sorted(re.search(r"(\d+) torch threads?,", row).group(1) for row in rows) == ["1", "4"]
-    assert all("| 2 | 1 |" in row for row in rows), "two jobs on one host each"
+    assert all("| 2 | 1 |" in row for row in rows), "two trainings on one host each"

@@ -21,8 +21,9 @@ VERSIONS = (
 
 
 def job_machines(runs: Path) -> list[tuple[str, str, str]]:
-    """``(job, machine description, host name)`` of every training and evaluation job under ``runs``
-    (``<run>/fold<k>/run.json`` and ``metrics.json``), in path order; files without provenance are skipped."""
+    """``(job, machine description, host name)`` of every fold's training and evaluation under ``runs``
+    (``<run>/fold<k>/run.json`` and ``metrics.json``; one evaluation job evaluates every fold of its run
+    and records each), in path order; files without provenance are skipped."""
     jobs = []
     for path in sorted(runs.glob("*/fold*/*.json")):
         if path.name not in ("run.json", "metrics.json"):
@@ -68,18 +69,18 @@ def machines_section(folders: list[Path]) -> list[str]:
     if len(counts) == 1:
         where = "one machine" if hosts == 1 else f"{hosts} hosts of one kind (bit-identity is tested within one host only)"
         text = (
-            f"{'The one job' if len(jobs) == 1 else f'All {len(jobs)} training and evaluation jobs'} behind these numbers "
+            f"{'The one training or evaluation' if len(jobs) == 1 else f'All {len(jobs)} fold trainings and evaluations'} behind these numbers "
             f"ran on {where}: {next(iter(counts))}. "
             "Rerun there with the same settings, threads and library versions, the numbers are bit-identical; "
             "another CPU, thread count or library version gives close, not equal ones (docs/running.md §9)."
         )
         return [*lines, text, ""]
     text = (
-        f"The {len(jobs)} training and evaluation jobs behind these numbers ran on {len(counts)} different machines. "
+        f"The {len(jobs)} fold trainings and evaluations behind these numbers ran on {len(counts)} different machines. "
         "Numbers are bit-identical only when recomputed on the machine that made them, so a rerun will give close, "
         "not equal numbers (docs/running.md §9)."
     )
-    lines += [text, "", "| machine | jobs | hosts | e.g. |", "|---|---|---|---|"]
+    lines += [text, "", "| machine | trainings and evaluations | hosts | e.g. |", "|---|---|---|---|"]
     for machine, count in counts.most_common():
         example = next(job for job, where, _ in jobs if where == machine)
         on = len({host for _, where, host in jobs if where == machine})
