@@ -96,7 +96,8 @@ def measure(specs: list[RunSpec], settings: TrainSettings, steps: int | None = N
     with contextlib.ExitStack() as stack:
         workers = side_by_side(device, threads)
         if workers > 1:  # a fresh interpreter per worker: no threads or CUDA state inherited
-            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
+            # each worker starts as a job does (the command's own process did in start_job)
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=keep_freed_memory))
             results = pool.map(_time_shape, *zip(*arguments))
         else:
             results = (_time_shape(*a) for a in arguments)
@@ -142,7 +143,6 @@ def side_by_side(device: torch.device, threads: int | None) -> int:
 
 def _time_shape(spec: RunSpec, parts: tuple[str, ...], settings: TrainSettings, steps: int | None, threads: int | None) -> dict:
     """``{part: (seconds, timed steps)}`` of the ``parts`` of :func:`timing_tasks` on ``spec``'s model."""
-    keep_freed_memory()  # as a job (a spawned timing process has not run the command's start)
     if threads:
         torch.set_num_threads(threads)
     device = resolve_device(settings.device)
