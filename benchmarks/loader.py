@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from
 
 from patchlesion.data.cache import ImageCache, prepare_cache  # noqa: E402
 from patchlesion.data.ham10000 import read_dataset  # noqa: E402
-from patchlesion.data.synthetic import make_synthetic_ham10000  # noqa: E402
+from patchlesion.data.synthetic import MIN_IMAGES_PER_CLASS, REAL_IMAGES_PER_CLASS, make_synthetic_ham10000  # noqa: E402
 from patchlesion.engine.accel import Acceleration  # noqa: E402
 from patchlesion.engine.batches import TrainingInput  # noqa: E402
 from patchlesion.engine.settings import TrainSettings
@@ -176,6 +176,12 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument("--skip-training", action="store_true", help="only the loader benchmark (a)")
     args = parser.parse_args(argv)
+    fewest = MIN_IMAGES_PER_CLASS * len(REAL_IMAGES_PER_CLASS)  # the synthetic set's smallest size
+    if args.images < fewest:
+        parser.error(f"--images {args.images}: the synthetic set needs at least {fewest} images ({MIN_IMAGES_PER_CLASS} of each class)")
+    for option, value in (("--rounds", args.rounds), ("--train-steps", args.train_steps)):
+        if value is not None and value < 1:
+            parser.error(f"{option} {value}: give 1 or more")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
     workers = max(1, args.workers)
     print(f"machine: {_machine(device)}; device {device}; {workers} workers/threads", flush=True)
