@@ -14,10 +14,22 @@ import pandas as pd
 import pytest
 
 from patchlesion.cli import main
-from patchlesion.engine.cost import CostModel, FoldSizes, Projection, StepTimes, budget_advice, fold_sizes, grid_line, summarise
+from patchlesion.engine.cost import (
+    CostModel,
+    FoldSizes,
+    Projection,
+    StepTimes,
+    budget_advice,
+    fold_sizes,
+    grid_line,
+    longest_jobs,
+    longest_line,
+    summarise,
+)  # fmt: skip
 from patchlesion.engine.grid import Grid, GridTable, OfficialTest
 from patchlesion.engine.settings import TrainSettings
 from patchlesion.errors import PatchlesionError
+from patchlesion.results.costs import duration
 
 ROOT = Path(__file__).resolve().parents[1]
 A = "tiny-multi_crop-nc9-mean-loss_weighting-k1"  # plain: trains on one crop, batch plain_batch_size = 5
@@ -122,6 +134,31 @@ def test_budget_says_what_fits():
     # then dropping fig4 leaves 76.08 s, which fits (dropping Table V would leave less: 38.7 s)
     assert lines[2] == "  - or drop Table II (-0.0311 h), fig4 (-0.0107 h): 0.0211 h wall."  # 111.94 s, 38.7 s, 76.08 s
     assert "longest job alone" in budget_advice(MODEL, GRID, Projection(devices=50), 30 / 3600)[1]
+
+
+def test_the_longest_job_of_each_kind_under_the_projection():
+    # from EXPECTED: training D (fig4) 38.7 s, evaluation B 15.0 s, official test B 31.0 s; two jobs per
+    # device at 0.9 of their lone speed: 43 s, 16.67 s and 34.44 s; D's 43 s over 2 epochs is 21.5 s each
+    longest = longest_jobs(MODEL.jobs(GRID), Projection(jobs_per_device=2, efficiency=0.9), SETTINGS.epochs).set_index("kind")
+    assert longest.loc["train", ["table", "run"]].tolist() == ["fig4", D]
+    assert longest.loc["evaluate", ["table", "run"]].tolist() == ["II", B]
+    assert longest.loc["official_test", ["table", "run"]].tolist() == ["II", B]
+    assert longest["hours"].tolist() == pytest.approx([43 / 3600, 15 / 0.9 / 3600, 31 / 0.9 / 3600])
+    assert longest.loc["train", "epoch_hours"] == pytest.approx(21.5 / 3600)
+    assert longest_line(longest.reset_index()) == (
+        f"longest jobs: training 43 s ({D}; 21.5 s per epoch), evaluation 16.7 s ({B}), official test 34.4 s ({B})"
+    )
+    # a grid without official-test jobs names only the kinds it has
+    only_training = MODEL.jobs(Grid((GridTable("fig4", "data", (1,), (D,), evaluate=False),)))
+    assert longest_line(longest_jobs(only_training, Projection(), SETTINGS.epochs)) == f"longest jobs: training 38.7 s ({D}; 19.4 s per epoch)"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(38.7, "38.7 s"), (59.99, "1 min"), (750, "12.5 min"), (3599.9, "1 h"), (9.123 * 3600, "9.12 h"), (1234.4 * 3600, "1234 h")],
+)
+def test_durations_are_shown_in_the_unit_that_reads_best(seconds, shown):
+    assert duration(seconds / 3600) == shown
 
 
 def test_fold_sizes_come_from_the_split_as_training_selects_them():
@@ -271,11 +308,15 @@ def test_cost_command_writes_the_plan_and_ends_with_the_grid_line(tiny_data, cap
     printed = capsys.readouterr().out.strip().splitlines()
     assert re.fullmatch(r"grid: 4 training jobs, [0-9.]+ device-hours, [0-9.]+ h wall on 2 device\(s\) x 2 job\(s\)", printed[-1])
     assert printed[-2].startswith("budget 100 h: fits")
+    time = r"[0-9.]+ (?:s|min|h)"
+    assert re.fullmatch(rf"longest jobs: training {time} \(tiny-\S+; {time} per epoch\), evaluation {time} \(tiny-\S+\), "
+                        rf"official test {time} \(tiny-\S+\)", printed[-3])  # fmt: skip
     jobs = pd.read_csv(out / "cost.csv")
     assert jobs.groupby("kind")["jobs"].sum().to_dict() == {"evaluate": 2, "official_test": 2, "train": 4}  # one evaluation job per run
     assert (jobs.loc[jobs["kind"] == "train", "train_steps"] % 3 == 0).all()  # 3 epochs of whole steps
     markdown = (out / "cost.md").read_text()
     assert "| total |" in markdown and "not measured" in markdown and markdown.rstrip().endswith(f"`{printed[-1]}`")
+    assert "## Longest job of each kind" in markdown and "resumes from its last finished epoch" in markdown
     assert math.isclose(jobs["seconds"].sum() / 3600, float(printed[-1].split()[4]), rel_tol=0.01)
 
 

@@ -37,18 +37,23 @@ from patchlesion.errors import PatchlesionError
 from patchlesion.method.balancing import EpochSampler
 from patchlesion.method.runs import RunSpec
 from patchlesion.method.strategies import get_strategy
-from patchlesion.results.costs import hours, table_label
+from patchlesion.results.costs import duration, hours, table_label
 
 __all__ = [
     "CostModel",
     "FoldSizes",
     "Projection",
     "StepTimes",
+    "budget_advice",
     "checkpoint_shape",
     "distinct_shapes",
     "evaluation_shape",
     "fold_sizes",
     "forward_shape",
+    "grid_line",
+    "longest_jobs",
+    "longest_line",
+    "summarise",
     "training_shape",
 ]
 
@@ -259,6 +264,38 @@ def grid_line(summary: pd.DataFrame, projection: Projection) -> str:
         f"grid: {int(total['train_jobs'])} training jobs, {hours(total['device_hours'])} device-hours, "
         f"{hours(total['wall_hours'])} h wall on {projection.devices} device(s) x {projection.jobs_per_device} job(s)"
     )
+
+
+#: Job kinds in the order plans name them, with the words they are named by.
+KIND_NAMES = {"train": "training", "evaluate": "evaluation", "official_test": "official test"}
+
+
+def longest_jobs(jobs: pd.DataFrame, projection: Projection, epochs: int) -> pd.DataFrame:
+    """Per job kind, the longest single job: its table and run, and its wall-clock hours under
+    ``projection`` (a job sharing its device runs at the projection's speed). What a cluster's time
+    limit must allow: an evaluation or official-test job starts over when it is cut off, a training
+    job resumes from its last finished epoch, so its limit needs to hold one epoch (``epoch_hours``,
+    the job's hours over ``epochs``; the start-up makes the first a little longer)."""
+    rows = []
+    for kind in KIND_NAMES:
+        part = jobs[jobs["kind"] == kind]
+        if part.empty:
+            continue
+        row = part.loc[part["longest_seconds"].idxmax()]
+        job_hours = float(row["longest_seconds"]) / projection.speed / 3600
+        rows.append({"kind": kind, "table": row["table"], "run": row["run"], "hours": job_hours,
+                     "epoch_hours": job_hours / epochs if kind == "train" else None})  # fmt: skip
+    return pd.DataFrame(rows, columns=["kind", "table", "run", "hours", "epoch_hours"])
+
+
+def longest_line(longest: pd.DataFrame) -> str:
+    """``longest jobs: training <time> (<run>; <time> per epoch), evaluation <time> (<run>), ...``, each
+    time in seconds, minutes or hours (:func:`patchlesion.results.costs.duration`)."""
+    parts = []
+    for r in longest.itertuples():
+        per_epoch = f"; {duration(r.epoch_hours)} per epoch" if r.kind == "train" else ""
+        parts.append(f"{KIND_NAMES[r.kind]} {duration(r.hours)} ({r.run}{per_epoch})")
+    return "longest jobs: " + ", ".join(parts)
 
 
 def budget_advice(model: CostModel, grid: Grid, projection: Projection, budget: float) -> list[str]:

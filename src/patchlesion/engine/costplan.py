@@ -20,6 +20,8 @@ from patchlesion.engine.cost import (
     fold_sizes,
     forward_shape,
     grid_line,
+    longest_jobs,
+    longest_line,
     summarise,
     training_shape,
 )  # fmt: skip
@@ -41,8 +43,9 @@ NOT_COUNTED = (
 
 @dataclass(frozen=True)
 class CostPlan:
-    """A priced grid: the jobs (cost.csv), the summary per table, the measured shapes, the notes and
-    the lines printed (the last one :func:`patchlesion.engine.cost.grid_line`)."""
+    """A priced grid: the jobs (cost.csv), the summary per table, the measured shapes, the notes, the
+    lines printed (the last one :func:`patchlesion.engine.cost.grid_line`), the projection and the
+    longest job of each kind."""
 
     jobs: pd.DataFrame
     summary: pd.DataFrame
@@ -50,11 +53,12 @@ class CostPlan:
     notes: list[str]
     lines: list[str]
     projection: Projection
+    longest: pd.DataFrame  # the longest job of each kind (:func:`patchlesion.engine.cost.longest_jobs`)
 
     def write(self, csv_path: str | Path | None, markdown_path: str | Path | None) -> None:
         """cost.csv and cost.md (either may be None)."""
         write_cost_plan(self.jobs, self.summary, self.shapes, f"{self.projection.devices} x {self.projection.jobs_per_device}",
-                        self.notes, csv_path, markdown_path, self.lines[-1])  # fmt: skip
+                        self.notes, csv_path, markdown_path, self.lines[-1], self.longest)  # fmt: skip
 
 
 def plan_cost(
@@ -77,6 +81,8 @@ def plan_cost(
         f"official-test jobs; {hours(r.device_hours)} device-hours, {hours(r.wall_hours)} h wall"
         for r in summary.itertuples()
     ]  # fmt: skip
+    longest = longest_jobs(jobs, projection, settings.epochs)
+    lines.append(longest_line(longest))
     if budget is not None:
         lines += budget_advice(model, grid, projection, budget)
     lines.append(grid_line(summary, projection))
@@ -87,7 +93,7 @@ def plan_cost(
     )
     notes = [measured, NOT_COUNTED]
     notes += [line.strip() for line in lines if line.strip().startswith(("budget", "-"))]
-    return CostPlan(jobs, summary, _shapes(model.times, specs, settings), notes, lines, projection)
+    return CostPlan(jobs, summary, _shapes(model.times, specs, settings), notes, lines, projection, longest)
 
 
 def _measure(specs: list[RunSpec], settings: TrainSettings, steps: int | None, threads: int | None) -> StepTimes:

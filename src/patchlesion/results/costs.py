@@ -10,12 +10,22 @@ import pandas as pd
 
 from patchlesion.results.render import MARKDOWN, Column, Table, Text, render
 
-__all__ = ["hours", "table_label", "write_cost_plan"]
+__all__ = ["TIME_LIMIT_NOTE", "duration", "hours", "longest_table", "table_label", "write_cost_plan"]
 
 
 def hours(value: float) -> str:
     """Hours with three significant figures at least: 0.0123, 1.23, 12.3, 1234."""
     return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
+def duration(hours_: float) -> str:
+    """A time span for people, three significant figures: ``38.7 s``, ``12.5 min``, ``9.12 h``, ``1234 h``."""
+    seconds = hours_ * 3600
+    if float(f"{seconds:.3g}") < 60:  # compared as shown: 59.99 s is "1 min", not "60 s"
+        return f"{seconds:.3g} s"
+    if float(f"{seconds / 60:.3g}") < 60:
+        return f"{seconds / 60:.3g} min"
+    return f"{hours(hours_)} h"
 
 
 def table_label(name: str) -> str:
@@ -42,16 +52,41 @@ def shapes_table(shapes: pd.DataFrame) -> Table:
     return Table("Measured times per model shape", columns, rows)
 
 
+#: What a cluster's time limit must hold, said under the longest jobs (docs/running.md §3).
+TIME_LIMIT_NOTE = (
+    "A time limit (SLURM's `runtime` in profiles/slurm/config.yaml, minutes) must hold a whole evaluation or official-test job, "
+    "which starts over when it is cut off; a training job resumes from its last finished epoch on the next attempt, so its limit "
+    "must hold at least one epoch and the start-up, and the attempts together (`retries` + 1) the whole job."
+)
+
+_KIND_LABELS = {"train": "Training", "evaluate": "Evaluation", "official_test": "Official test"}
+
+
+def longest_table(longest: pd.DataFrame, projection: str) -> Table:
+    """The longest single job of each kind, in wall-clock hours under the projection."""
+    columns = [Column("Job kind", align="l"), Column("Table", align="l"), Column("Run", align="l"),
+               Column(f"Wall clock ({projection})"), Column("Per epoch")]  # fmt: skip
+    rows = [
+        [Text(_KIND_LABELS[r.kind]), Text(table_label(r.table)), Text(r.run), Text(duration(r.hours)),
+         Text(duration(r.epoch_hours) if r.kind == "train" else "")]  # fmt: skip
+        for r in longest.itertuples()
+    ]
+    return Table("Longest job of each kind", columns, rows, notes=[TIME_LIMIT_NOTE])
+
+
 def write_cost_plan(
     jobs: pd.DataFrame, summary: pd.DataFrame, shapes: pd.DataFrame, projection: str, notes: Sequence[str],
-    csv_path: str | Path | None, markdown_path: str | Path | None, last_line: str,
+    csv_path: str | Path | None, markdown_path: str | Path | None, last_line: str, longest: pd.DataFrame | None = None,
 ) -> None:  # fmt: skip
-    """cost.csv (one row per job kind of each run) and cost.md (per table, per shape, the notes and the grid line)."""
+    """cost.csv (one row per job kind of each run) and cost.md (per table, the longest jobs, per shape,
+    the notes and the grid line)."""
     if csv_path is not None:
         Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
         jobs.to_csv(csv_path, index=False, float_format="%.3f")
     if markdown_path is not None:
         text = "# Cost plan\n\n" + render(summary_table(summary, projection, notes), MARKDOWN) + "\n"
+        if longest is not None and len(longest):
+            text += render(longest_table(longest, projection), MARKDOWN) + "\n"
         text += render(shapes_table(shapes), MARKDOWN) + f"\n`{last_line}`\n"
         Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
         Path(markdown_path).write_text(text)
