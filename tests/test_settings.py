@@ -57,6 +57,9 @@ def test_workflow_options_parse_back_to_the_config_settings(config, backbone):
     assert settings.pretrained == (config["pretrained"] and backbone != "tiny")
     for command, required in REQUIRED.items():
         args = build_parser().parse_args([command, *required, *shlex.split(settings.command_line(command))])
+        if command == "predict":  # left out at its default, resize comes from the model's run.json (None here)
+            assert args.resize is None
+            args.resize = "stretch"
         assert TrainSettings.from_args(args).to_dict(command) == settings.to_dict(command), command
     train = build_parser().parse_args(["train", *REQUIRED["train"], *shlex.split(settings.command_line("train"))])
     assert TrainSettings.from_args(train) == settings
@@ -64,7 +67,7 @@ def test_workflow_options_parse_back_to_the_config_settings(config, backbone):
 
 def test_every_setting_has_its_three_spellings():
     """Field -> `patchlesion train` option, config.yaml key and schema entry, option in the workflow's string."""
-    everything_on = TrainSettings(pretrained=True, compile=True)
+    everything_on = TrainSettings(pretrained=True, compile=True, resize="crop")  # resize is left out at its default
     for f in fields(TrainSettings):
         flag = "--" + f.name.replace("_", "-")
         assert flag in _options("train"), f"{f.name}: no option {flag} of patchlesion train"
@@ -76,8 +79,8 @@ def test_every_setting_has_its_three_spellings():
 def test_evaluation_commands_take_the_geometry_and_device_only():
     every_setting = {"--" + f.name.replace("_", "-") for f in fields(TrainSettings)}
     for command in ("evaluate", "official-test"):
-        assert _options(command) & every_setting == {"--image-size", "--crop-size", "--device", "--amp", "--channels-last"}, command
-    assert _options("figure4") & every_setting == _options("predict") & every_setting == {"--image-size", "--crop-size", "--device"}
+        assert _options(command) & every_setting == {"--image-size", "--resize", "--crop-size", "--device", "--amp", "--channels-last"}, command
+    assert _options("figure4") & every_setting == _options("predict") & every_setting == {"--image-size", "--resize", "--crop-size", "--device"}
     assert every_setting <= _options("train")
 
 

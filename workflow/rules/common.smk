@@ -327,9 +327,11 @@ def download_settings(wildcards):
 
 
 def cache_manifest(dataset):
-    """The manifest of a dataset's decoded-image cache at the configured image size (rule prepare)."""
+    """The manifest of a dataset's decoded-image cache at the configured image size (rule prepare;
+    images cropped to its aspect ratio first: rule prepare_crop, a folder of its own)."""
     width, height = config["image_size"]
-    return f"results/{dataset}/cache/{width}x{height}/manifest.json"
+    fit = "" if config["resize"] == "stretch" else f"-{config['resize']}"
+    return f"results/{dataset}/cache/{width}x{height}{fit}/manifest.json"
 
 
 def image_cache(wildcards):

@@ -128,6 +128,31 @@ rule prepare:
         "--out {params.out_dir:q} --threads {threads} > {log:q} 2>&1"
 
 
+# The same with each image cropped to the size's aspect ratio first (config resize: crop). A rule of
+# its own, not `use rule prepare` with a parameter: Snakemake reruns a job whose command or parameters
+# changed, so rule prepare's stay as they were, and so do the stretched caches and every job
+# trained from them.
+rule prepare_crop:
+    input:
+        index="results/{dataset}/index.csv",
+        images=indexed_images,
+    output:
+        images="results/{dataset}/cache/{width}x{height}-crop/images.u8",
+        manifest="results/{dataset}/cache/{width}x{height}-crop/manifest.json",
+    params:
+        out_dir=subpath(output.manifest, parent=True),
+    log:
+        "results/{dataset}/logs/prepare_{width}x{height}-crop.log",
+    benchmark:
+        "results/{dataset}/benchmarks/prepare_{width}x{height}-crop.tsv"
+    threads: 4
+    conda:
+        "../../envs/patchlesion.yaml"
+    shell:
+        "patchlesion prepare --index {input.index:q} --image-size {wildcards.width} {wildcards.height} --resize crop "
+        "--out {params.out_dir:q} --threads {threads} > {log:q} 2>&1"
+
+
 rule split:
     input:
         index="results/{dataset}/index.csv",

@@ -134,7 +134,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
     index = _read_csv(args.index, "image index")
     started = time.perf_counter()
-    manifest = prepare_cache(index, tuple(args.image_size), args.out, threads=args.threads)
+    manifest = prepare_cache(index, tuple(args.image_size), args.out, threads=args.threads, resize=args.resize)
     size_gb = math.prod(manifest["shape"]) / 1e9
     log.info("decoded %d images into %s (%s, %.2f GB) in %.1f s; source sha256 %s", len(index), args.out,
              "x".join(map(str, manifest["shape"])), size_gb, time.perf_counter() - started, manifest["source_sha256"])  # fmt: skip
@@ -234,7 +234,7 @@ def cmd_figure4(args: argparse.Namespace) -> None:
     start_job(args)
     index, split = _read_fold_inputs(args)
     shown = write_figure4(index, split, args.fold, args.run, args.model, args.images_per_class, tuple(args.image_size), args.crop_size,
-                          args.device, args.out)  # fmt: skip
+                          args.device, args.out, args.resize)  # fmt: skip
     log.info("figure 4 written to %s (%d test images)", args.out, shown)
 
 
@@ -297,7 +297,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from patchlesion.engine.predict import predict_images, write_overlays
 
     start_job(args)
-    frame = predict_images(args.run, args.model, args.images, args.image_size, args.crop_size, args.device)
+    frame = predict_images(args.run, args.model, args.images, args.image_size, args.crop_size, args.device, args.resize)
     if args.output is None:
         frame.to_csv(sys.stdout, index=False, float_format="%.6f")
     else:

@@ -20,6 +20,7 @@ from patchlesion.cli.options import (
     command_parser,
     positive_number,
 )
+from patchlesion.data import RESIZES
 
 __all__ = ["build_parser"]
 
@@ -102,6 +103,8 @@ def _add_prepare(sub) -> None:
     p = command_parser(sub, "prepare", text, commands.cmd_prepare)
     p.add_argument("--index", required=True, help=INDEX_HELP)
     _add_image_size(p, "images are resized to this size in pixels (the training size)")
+    p.add_argument("--resize", choices=RESIZES, default="stretch",
+                   help="images of another aspect ratio: stretch each side to the size (the paper), or crop to its aspect ratio first, centred")
     p.add_argument("--out", required=True, help="cache directory, e.g. results/ham10000/cache/600x450")
     p.add_argument("--threads", type=POSITIVE, default=1, help="decoding threads")
 
@@ -257,7 +260,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--run", default=None, help=f"canonical run name the model was trained as ({FROM_RUN_JSON})")
     p.add_argument("--output", default=None, help="FILE.csv or FILE.json (default: CSV to stdout)")
     p.add_argument("--overlay-dir", default=None, help="attention models: write <image stem>_attention.png here")
-    add_settings(p, "predict", "data geometry and device (the training values)", from_run_json=("--image-size", "--crop-size"))
+    add_settings(p, "predict", "data geometry and device (the training values)", from_run_json=("--image-size", "--crop-size", "--resize"))
     add_job_options(p, cache=False)
 
 

@@ -9,3 +9,9 @@ disk (downloads, Dataverse, archives). The shipped CSVs are the authors' publish
 May import: :mod:`patchlesion.method` (the class set) and the shared modules
 (:mod:`patchlesion.errors`, :mod:`patchlesion.provenance`); never ``engine``, ``results`` or ``cli``.
 """
+
+#: How an image of another aspect ratio than the configured image size is brought to that size
+#: (:func:`patchlesion.data.images.decode_file`): ``stretch`` each side to its target, as the paper;
+#: ``crop`` to the largest centred box of the target's aspect ratio first. Here, import-free, so that
+#: the settings and the command-line parser name the choices without loading the data modules.
+RESIZES = ("stretch", "crop")

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from patchlesion.data import RESIZES
 from patchlesion.data.images import decode_file
 from patchlesion.errors import PatchlesionError
 
@@ -38,9 +39,12 @@ def source_digest(image_ids: list[str], file_digests: list[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def prepare_cache(index: pd.DataFrame, image_size: tuple[int, int], out_dir: str | Path, threads: int = 1) -> dict:
-    """Decode every image of ``index`` (in its row order) into ``out_dir/images.u8`` and write
+def prepare_cache(index: pd.DataFrame, image_size: tuple[int, int], out_dir: str | Path, threads: int = 1, resize: str = "stretch") -> dict:
+    """Decode every image of ``index`` (in its row order) into ``out_dir/images.u8``, brought to
+    ``image_size`` as ``resize`` says (:data:`patchlesion.data.RESIZES`), and write
     ``out_dir/manifest.json``; returns the manifest."""
+    if resize not in RESIZES:
+        raise PatchlesionError(f"resize {resize!r} is unknown; choose one of {', '.join(RESIZES)}.")
     for column in ("image_id", "path"):
         if column not in index.columns:
             raise PatchlesionError(f"the image index has no {column!r} column; make it with `patchlesion index`.")
@@ -55,7 +59,7 @@ def prepare_cache(index: pd.DataFrame, image_size: tuple[int, int], out_dir: str
     digests = [""] * n
 
     def decode(path: str) -> tuple[np.ndarray, str]:
-        return decode_file(path, (width, height))
+        return decode_file(path, (width, height), resize)
 
     # PIL releases the GIL while decoding and resizing, so threads decode in parallel.
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
@@ -72,6 +76,7 @@ def prepare_cache(index: pd.DataFrame, image_size: tuple[int, int], out_dir: str
         "shape": list(shape),
         "image_size": [width, height],
         "resize": "bicubic (PIL), only where the source size differs",
+        "fit": resize,  # stretch or crop to the aspect ratio first (data/images.py)
         "source_sha256": source_digest(image_ids, digests),
         "image_ids": image_ids,
         "file_sha256": digests,
@@ -114,12 +119,23 @@ class ImageCache:
         """``(W, H)`` of the cached images."""
         return tuple(self.manifest["image_size"])
 
-    def check(self, image_size: tuple[int, int]) -> None:
-        """Raise a clear error if the cache holds another image size than the run needs."""
+    @property
+    def resize(self) -> str:
+        """How the images were brought to the cache's size: ``stretch`` or ``crop`` (a cache made
+        before the choice existed is ``stretch``)."""
+        return self.manifest.get("fit", "stretch")
+
+    def check(self, image_size: tuple[int, int], resize: str = "stretch") -> None:
+        """Raise a clear error if the cache holds another image size, or images resized otherwise, than the run needs."""
         if tuple(image_size) != self.image_size:
             raise PatchlesionError(
                 f"{self.directory}: the cache holds {self.image_size[0]}x{self.image_size[1]} images but the run uses "
                 f"{image_size[0]}x{image_size[1]}; prepare a cache at that size (patchlesion prepare --image-size)."
+            )
+        if resize != self.resize:
+            raise PatchlesionError(
+                f"{self.directory}: the cache's images were resized with resize {self.resize!r} but the run uses resize {resize!r}; "
+                f"prepare a cache with that resize (patchlesion prepare --resize {resize})."
             )
 
     def select(self, image_ids: list[str]) -> CachedImages:

@@ -28,14 +28,17 @@ from patchlesion.method.strategies import InputStrategy, Workspace
 __all__ = ["TrainingInput", "image_source"]
 
 
-def image_source(index: pd.DataFrame, image_ids: list[str], image_size: tuple[int, int], cache: str | Path | None = None):
+def image_source(
+    index: pd.DataFrame, image_ids: list[str], image_size: tuple[int, int], cache: str | Path | None = None, resize: str = "stretch"
+):
     """The images ``image_ids`` as something indexable by batch positions giving ``(B, 3, H, W)``
-    uint8: a view of the prepared cache when ``cache`` names one, else decoded into memory."""
+    uint8: a view of the prepared cache when ``cache`` names one, else decoded into memory; brought
+    to ``image_size`` as ``resize`` says (:data:`patchlesion.data.RESIZES`)."""
     if cache is not None:
         prepared = ImageCache(cache)
-        prepared.check(image_size)
+        prepared.check(image_size, resize)
         return prepared.select(list(image_ids))
-    return load_indexed(index, list(image_ids), image_size)
+    return load_indexed(index, list(image_ids), image_size, resize)
 
 
 def _sample_worker(connection, strategy: InputStrategy, resident: torch.Tensor, outs: list[torch.Tensor], n_crops: int, crop_size: int) -> None:

@@ -89,7 +89,7 @@ def _evaluate_fold(spec, settings, index, split, outputs: FoldOutputs, cache, de
     model = load_state(build_model(spec, len(names)), outputs.model, spec.name).to(device)
     test_ids = select(split, outputs.fold, "test")
     if tuple(test_ids) not in images:
-        images[tuple(test_ids)] = image_source(index, test_ids, settings.image_size, cache)
+        images[tuple(test_ids)] = image_source(index, test_ids, settings.image_size, cache, settings.resize)
     true_labels = pd.Series(dataset.labels(index), index=index["image_id"].astype(str)).loc[test_ids].to_numpy()
     probabilities = predict_probabilities(model, images[tuple(test_ids)], spec, settings, device)
     predictions = predictions_frame(test_ids, true_labels, probabilities, names)

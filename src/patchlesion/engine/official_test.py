@@ -61,7 +61,7 @@ def evaluate_official_test(
     device = resolve_device(settings.device)
     image_ids = index["image_id"].astype(str).tolist()
     true_labels = index["label"].to_numpy()
-    images = image_source(index, image_ids, settings.image_size, cache)
+    images = image_source(index, image_ids, settings.image_size, cache, settings.resize)
     # every model file is checked before anything is written
     models = [load_state(build_model(spec, len(CLASSES)), model_path, spec.name) for model_path in model_paths]
     fold_scores, fold_probabilities = [], []

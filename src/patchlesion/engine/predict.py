@@ -58,11 +58,13 @@ UPSCALE_WARNING = 2.0
 
 @dataclass(frozen=True)
 class TrainingGeometry:
-    """What a model needs to be used as it was trained: its run and the training image and crop size."""
+    """What a model needs to be used as it was trained: its run, the training image and crop size,
+    and how images were brought to that size (``resize``, :data:`patchlesion.data.RESIZES`)."""
 
     run: str
     image_size: tuple[int, int]
     crop_size: int
+    resize: str = "stretch"
 
 
 _REPAIR = "copy it again from the training folder, or remove it and pass --run, --image-size and --crop-size."
@@ -72,7 +74,9 @@ def _read_run_record(path: Path) -> TrainingGeometry:
     try:
         record = json.loads(path.read_text())
         settings = record["settings"]
-        return TrainingGeometry(str(record["run"]), (int(settings["image_size"][0]), int(settings["image_size"][1])), int(settings["crop_size"]))
+        size = (int(settings["image_size"][0]), int(settings["image_size"][1]))
+        # a run.json written before the choice existed: stretched, as every run then
+        return TrainingGeometry(str(record["run"]), size, int(settings["crop_size"]), str(settings.get("resize", "stretch")))
     except (OSError, json.JSONDecodeError) as error:
         raise PatchlesionError(f"{path}: cannot read the training record ({error}); {_REPAIR}") from error
     except (KeyError, IndexError, TypeError, ValueError) as error:
@@ -83,22 +87,24 @@ def _read_run_record(path: Path) -> TrainingGeometry:
 
 
 def training_geometry(
-    model_path: str | Path, run: str | None = None, image_size: tuple[int, int] | None = None, crop_size: int | None = None
-) -> TrainingGeometry:
-    """The run, image size and crop size a model was trained with: those in the run.json beside
-    ``model_path`` (written by ``patchlesion train``), each overridden by a value given here (with a
-    warning where it disagrees). Without run.json every value must be given."""
-    given = {"run": run, "image_size": tuple(image_size) if image_size is not None else None, "crop_size": crop_size}
+    model_path: str | Path, run: str | None = None, image_size: tuple[int, int] | None = None, crop_size: int | None = None,
+    resize: str | None = None,
+) -> TrainingGeometry:  # fmt: skip
+    """The run, image size, crop size and resize a model was trained with: those in the run.json
+    beside ``model_path`` (written by ``patchlesion train``), each overridden by a value given here
+    (with a warning where it disagrees). Without run.json the first three must be given (resize is
+    then ``stretch`` unless given)."""
+    given = {"run": run, "image_size": tuple(image_size) if image_size is not None else None, "crop_size": crop_size, "resize": resize}
     record_path = model_file(model_path).with_name(RUN_RECORD)
     if not record_path.is_file():
-        missing = ["--" + name.replace("_", "-") for name, value in given.items() if value is None]
+        missing = ["--" + name.replace("_", "-") for name, value in given.items() if value is None and name != "resize"]
         if missing:
             options = ", ".join(missing[:-1]) + (" and " if len(missing) > 1 else "") + missing[-1]
             raise PatchlesionError(
                 f"{model_path}: no {RUN_RECORD} beside it tells how the model was trained; pass {options} (the training values), "
                 f"or keep the model in its training folder with its {RUN_RECORD}."
             )
-        return TrainingGeometry(**given)
+        return TrainingGeometry(**{name: value for name, value in given.items() if value is not None})
     recorded = _read_run_record(record_path)
     for name, value in given.items():
         if value is not None and value != getattr(recorded, name):
@@ -172,6 +178,7 @@ def predict_images(
     image_size: tuple[int, int] | None = None,
     crop_size: int | None = None,
     device: str = "cpu",
+    resize: str | None = None,
 ) -> pd.DataFrame:
     """Class probabilities of images under a trained run's model.
 
@@ -180,28 +187,29 @@ def predict_images(
     summing to 1) and, for models with
     patch attention, ``attention_0`` ... ``attention_<N-1>``: each evaluation crop's attention
     weight in crop-grid order (``frame.attrs`` holds ``run``, ``image_size``, ``crop_size`` and the
-    crops' top-left ``positions``). The run name, ``image_size = (W, H)`` and ``crop_size`` are the
-    training values, by default those in the run.json beside the model (:func:`training_geometry`);
+    crops' top-left ``positions``, and ``resize``). The run name, ``image_size = (W, H)``, ``crop_size``
+    and ``resize`` are the training values, by default those in the run.json beside the model
+    (:func:`training_geometry`);
     images far smaller than the training size are refused or warned about (:func:`check_image_sizes`).
     ``device`` ``auto`` picks CUDA when present.
     """
     if not image_paths:
         raise PatchlesionError("no images to classify.")
     state = read_state_dict(model_path)  # a file that is no model is named before anything else
-    geometry = training_geometry(model_path, run_name, image_size, crop_size)
-    settings = TrainSettings(image_size=geometry.image_size, crop_size=geometry.crop_size, device=device)
+    geometry = training_geometry(model_path, run_name, image_size, crop_size, resize)
+    settings = TrainSettings(image_size=geometry.image_size, crop_size=geometry.crop_size, device=device, resize=geometry.resize)
     torch_device = resolve_device(device)
     spec = RunSpec.from_name(geometry.run).check_registries()
     classes = trained_dataset(model_file(model_path)).classes.names
     model = fit_state(build_model(spec, len(classes)), state, model_path, spec.name).to(torch_device)
     check_image_sizes(image_paths, geometry)
-    images = load_images(image_paths, settings.image_size)
+    images = load_images(image_paths, settings.image_size, settings.resize)
     probabilities = predict_probabilities(model, images, spec, settings, torch_device)  # (K, C)
     frame = pd.DataFrame({"image": [str(p) for p in image_paths]})
     frame["predicted_class"] = [classes[i] for i in probabilities.argmax(axis=1)]
     for i, name in enumerate(classes):
         frame[name] = probabilities[:, i].astype(float)
-    frame.attrs.update(run=spec.name, image_size=tuple(settings.image_size), crop_size=settings.crop_size)
+    frame.attrs.update(run=spec.name, image_size=tuple(settings.image_size), crop_size=settings.crop_size, resize=settings.resize)
     if spec.attention != "none":
         weights = _attention(model, images, spec, settings.crop_size, torch_device)  # (K, N)
         for j in range(weights.shape[1]):
@@ -239,12 +247,13 @@ def write_overlays(
 
     image_size = tuple(image_size or frame.attrs["image_size"])
     crop_size = int(crop_size or frame.attrs["crop_size"])
+    resize = frame.attrs.get("resize", "stretch")  # the image as the model saw it
     positions = crop_grid(len(columns), image_size, crop_size)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, (_, row) in zip(_overlay_names(list(frame["image"])), frame.iterrows()):
-        image = load_image(row["image"], image_size)
+        image = load_image(row["image"], image_size, resize)
         fig, ax = plt.subplots(figsize=(5.0, 5.0 * image_size[1] / image_size[0] + 0.5))
         mappable = attention_overlay(ax, image, positions, crop_size, row[columns].to_numpy(dtype=float))
         fig.colorbar(mappable, ax=ax, fraction=0.035, pad=0.02, label="attention weight")
@@ -256,7 +265,7 @@ def write_overlays(
 
 def write_figure4(
     index: pd.DataFrame, split: pd.DataFrame, fold: int, run_name: str, model_path: str | Path, images_per_class: int,
-    image_size: tuple[int, int], crop_size: int, device: str, out: str | Path,
+    image_size: tuple[int, int], crop_size: int, device: str, out: str | Path, resize: str = "stretch",
 ) -> int:  # fmt: skip
     """Fig. 4: the attention weights of a fold model on the first ``images_per_class`` test images of
     each class (by image id, classes in label order), as PNG ``out`` and a PDF beside it. Returns the
@@ -271,9 +280,9 @@ def write_figure4(
     test = test.assign(_label=dataset.labels(test), _class=test[dataset.label_column].astype(str))
     chosen = test.sort_values("image_id").groupby("_class", sort=False).head(images_per_class)
     chosen = chosen.sort_values(["_label", "image_id"])
-    frame = predict_images(run_name, model_path, list(chosen["path"]), image_size, crop_size, device)
+    frame = predict_images(run_name, model_path, list(chosen["path"]), image_size, crop_size, device, resize)
     weights = frame[attention_columns(frame)].to_numpy()
-    images = [load_image(path, image_size) for path in chosen["path"]]
+    images = [load_image(path, image_size, resize) for path in chosen["path"]]
     positions = crop_grid(weights.shape[1], image_size, crop_size)
     figure4(images, positions, crop_size, weights, list(chosen["_class"]), [str(out), str(Path(out).with_suffix(".pdf"))],
             title=f"Attention weights, {run_name}, fold {fold}", predicted_classes=list(frame["predicted_class"]),

@@ -16,6 +16,7 @@ import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import Field, asdict, dataclass, field, fields
 
+from patchlesion.data import RESIZES
 from patchlesion.errors import PatchlesionError
 from patchlesion.method.timm_backbones import FAMILY, PAPER_EQUIVALENTS, is_timm
 from patchlesion.method.weights import has_weights
@@ -65,13 +66,16 @@ def _where_weights_exist(value, backbone: str) -> bool:
 
 
 def setting(
-    default, help: str, *, commands: tuple[str, ...] = TRAINING, nargs=None, metavar=None, choices=None, config=None, from_config=None
-) -> Field:
+    default, help: str, *, commands: tuple[str, ...] = TRAINING, nargs=None, metavar=None, choices=None, config=None, from_config=None,
+    quiet_default: bool = False,
+) -> Field:  # fmt: skip
     """A field of :class:`TrainSettings` with what its other spellings need: ``help`` (shown by
     ``patchlesion <command> --help``), the ``commands`` that take it, argparse's ``nargs``,
     ``metavar`` and ``choices``, the ``config`` key (default: the field's name) and
-    ``from_config(value, backbone)`` for a config value that depends on the backbone."""
-    metadata = {"help": help, "commands": commands, "nargs": nargs, "metavar": metavar, "choices": choices}
+    ``from_config(value, backbone)`` for a config value that depends on the backbone.
+    ``quiet_default``: the workflow's command lines leave the option out at its default, so that a
+    setting added later does not change, and rerun, the jobs of a workflow that does not use it."""
+    metadata = {"help": help, "commands": commands, "nargs": nargs, "metavar": metavar, "choices": choices, "quiet_default": quiet_default}
     return field(default=default, metadata={**metadata, "config": config, "from_config": from_config})
 
 
@@ -90,6 +94,11 @@ class TrainSettings:
     image_size: tuple[int, int] = setting(
         (600, 450), "images are resized to this size (the training size)", commands=PREDICTION, nargs=2, metavar=("WIDTH", "HEIGHT")
     )
+    #: How images of another aspect ratio reach ``image_size`` (:data:`patchlesion.data.RESIZES`).
+    resize: str = setting(
+        "stretch", "stretch: scale each side to the image size (the paper); crop: to its aspect ratio first, centred (the training value)",
+        commands=PREDICTION, choices=RESIZES, quiet_default=True,
+    )  # fmt: skip
     crop_size: int = setting(224, "side of the square crops (the training size)", commands=PREDICTION)
     seed: int = setting(0, "seed of the initialisation and the sampling (one per fold derived from it)")
     device: str = setting("auto", "auto (CUDA if present), cpu, cuda, cuda:1 ...", commands=PREDICTION)
@@ -113,6 +122,8 @@ class TrainSettings:
             raise PatchlesionError(f"lr_halving_epochs must be epochs 1 or later, got {list(self.lr_halving_epochs)}.")
         if self.learning_rate <= 0:
             raise PatchlesionError(f"learning_rate must be positive, got {self.learning_rate}.")
+        if self.resize not in RESIZES:
+            raise PatchlesionError(f"resize must be one of {', '.join(RESIZES)}, got {self.resize!r}.")
         if self.crop_size > min(self.image_size):
             raise PatchlesionError(f"crop_size {self.crop_size} is larger than the image size {self.image_size}.")
 
@@ -176,6 +187,8 @@ class TrainSettings:
         words = []
         for f in self.settings_of(command):
             value = getattr(self, f.name)
+            if _metadata(f)["quiet_default"] and value == f.default:
+                continue
             if isinstance(value, bool):
                 words += [_flag(f)] if value else []
             elif isinstance(value, tuple):

@@ -151,8 +151,8 @@ def _set_up(
     train_ids, val_ids = select(split, fold, "train"), select(split, fold, "val")
     log.info("run %s fold %d: %d training, %d validation images, device %s", spec.name, fold, len(train_ids), len(val_ids), device)
     started = time.perf_counter()
-    train_images = image_source(index, train_ids, settings.image_size, cache)
-    val_images = image_source(index, val_ids, settings.image_size, cache)
+    train_images = image_source(index, train_ids, settings.image_size, cache, settings.resize)
+    val_images = image_source(index, val_ids, settings.image_size, cache, settings.resize)
     train_labels = torch.tensor(labels.loc[train_ids].to_numpy(), dtype=torch.long)
     log.info("%s %d images in %.1f s", "mapped" if cache else "decoded", len(train_ids) + len(val_ids), time.perf_counter() - started)
 
