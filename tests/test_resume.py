@@ -202,4 +202,4 @@ def test_evaluation_records_its_provenance_and_the_training_record(data):
     assert record["training"] == str(model_dir / "run.json") and record["wall_seconds"] > 0
     assert record["machine"]["device"] == "cpu" and record["versions"]["numpy"] == np.__version__
     # the settings evaluate takes (the data geometry and device), not the training-only ones
-    assert record["settings"] == {"image_size": [64, 48], "crop_size": 24, "device": "cpu", "amp": "auto", "channels_last": "auto"}
+    assert record["settings"] == {"image_size": [64, 48], "resize": "stretch", "crop_size": 24, "device": "cpu", "amp": "auto", "channels_last": "auto"}
