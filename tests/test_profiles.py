@@ -78,6 +78,12 @@ def test_every_set_resources_rule_exists():
     assert set(SLURM["set-resources"]) <= rules and set(SLURM["set-threads"]) <= rules
 
 
+def test_the_cost_plan_times_with_the_threads_and_device_the_training_jobs_get():
+    threads, resources = SLURM["set-threads"], SLURM["set-resources"]
+    assert threads["cost_plan"] == threads["train"]
+    assert resources["cost_plan"]["slurm_partition"] == resources["train"]["slurm_partition"] and resources["cost_plan"]["gpu"] == 1
+
+
 def test_every_gpu_rule_gets_a_gpu_on_the_cluster():
     gpu_rules = {name for name, text in _rule_blocks().items() if "gpu=1" in text.replace(" ", "")}
     assert {"train", "evaluate", "evaluate_derm7pt", "official_test"} <= gpu_rules
