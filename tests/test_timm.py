@@ -114,7 +114,7 @@ def test_the_core_neither_needs_nor_imports_timm():
 
 # --- training through every kind of model -------------------------------------------------------------
 
-FAMILIES = {"test_resnet": "ResNet", "test_convnext": "ConvNeXt", "test_efficientnet": "EfficientNet"}
+FAMILIES = {"test_resnet": "ResNet", "test_convnext": "ConvNeXt", "test_efficientnet": "EfficientNet", "test_vit": "VisionTransformer"}
 RUNS = {
     "initial attention": "ordered-nc4-mean-loss_weighting-k1-att_initial-pd0.25",
     "end attention": "ordered-nc4-mean-loss_weighting-k1-att_end",
@@ -228,11 +228,16 @@ def test_se_resnext50_from_pretrainedmodels_and_from_timm_is_one_network(timm):
 def test_a_crop_size_the_backbone_cannot_take_is_refused_at_planning_and_by_train(timm, tmp_path, capsys):
     from patchlesion.method.backbones import BACKBONES
 
-    vit = BACKBONES["timm:vit_tiny_patch16_224"]  # timm: fixed_input_size, input_size (3, 224, 224)
-    assert vit.fixed_crop_size == 224 and BACKBONES["timm:resnet18"].fixed_crop_size is None
-    vit.check_crop_size(224)
+    mixer = BACKBONES["timm:mixer_b16_224"]  # timm: fixed_input_size, and its class has no dynamic_img_size
+    assert mixer.fixed_crop_size == 224 and BACKBONES["timm:resnet18"].fixed_crop_size is None
+    mixer.check_crop_size(224)
     with pytest.raises(PatchlesionError, match=r"takes only 224-pixel crops \(its input size is fixed\), not crop_size 48; set crop_size to 224"):
-        vit.check_crop_size(48)
+        mixer.check_crop_size(48)
+    vit = BACKBONES["timm:vit_tiny_patch16_224"]  # fixed in timm's configuration, built with dynamic_img_size: multiples of 16
+    assert (vit.fixed_crop_size, vit.crop_multiple) == (None, 16)
+    vit.check_crop_size(48)
+    with pytest.raises(PatchlesionError, match=r"multiple of its patch size 16, not crop_size 50; set crop_size to 48, 64\."):
+        vit.check_crop_size(50)
     with pytest.raises(PatchlesionError, match=r"backbone inception_v3 needs crops of at least 75 pixels, not crop_size 48"):
         BACKBONES["inception_v3"].check_crop_size(48)
     BACKBONES["inception_v3"].check_crop_size(75)
@@ -244,5 +249,37 @@ def test_a_crop_size_the_backbone_cannot_take_is_refused_at_planning_and_by_trai
     from test_workflow import ROOT, snakemake
 
     result = snakemake("-n", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), "--config", "preset=demo",
+                       "backbones=[timm:mixer_b16_224]")  # fmt: skip
+    assert result.returncode == 2 and "error: config key 'crop_size': backbone timm:mixer_b16_224 takes only 224-pixel crops" in result.stderr
+    result = snakemake("-n", "--configfile", str(ROOT / "config.yaml"), "--directory", str(tmp_path), "--config", "preset=demo",
                        "backbones=[timm:vit_tiny_patch16_224]")  # fmt: skip
-    assert result.returncode == 2 and "error: config key 'crop_size': backbone timm:vit_tiny_patch16_224 takes only 224-pixel crops" in result.stderr
+    assert result.returncode == 0, result.stderr[-2000:]  # the demo's 48 px crops are 3 x 3 patches
+
+
+@pytest.mark.parametrize(
+    ("model", "patch", "features"),
+    [("vit_tiny_patch16_224", 16, 192), ("deit_tiny_patch16_224", 16, 192), ("swin_tiny_patch4_window7_224", 4, 768)],
+)
+def test_a_vision_transformer_takes_crops_of_any_multiple_of_its_patch_size(timm, model, patch, features):
+    from patchlesion.method import timm_backbones
+    from patchlesion.method.backbones import BACKBONES, build_backbone
+
+    assert timm_backbones.input_size_rule(f"timm:{model}") == ("multiple", patch)
+    assert BACKBONES[f"timm:{model}"].crop_multiple == patch
+    net, size = build_backbone(f"timm:{model}")
+    assert size == features
+    for side in (48, 64, 224):  # the demo's crops, another size, the pretraining size
+        assert net(torch.rand(2, 3, side, side)).shape == (2, features)
+    # ImageNet weights (here: another random model's, through the cache's loading path) load strictly
+    # and keep the 224 px position embedding, which the forward resamples to each crop's grid
+    donor = timm.create_model(model)  # with its ImageNet classifier, as a checkpoint is
+    loaded = timm_backbones.build(f"timm:{model}", donor.state_dict(), "donor.pth")
+    donor.reset_classifier(0)
+    assert loaded.state_dict().keys() == donor.state_dict().keys()
+    for name, value in donor.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    donor.eval(), loaded.eval()
+    with torch.no_grad():  # at the pretraining size the dynamic model is the fixed one
+        crops = torch.rand(1, 3, 224, 224)
+        torch.testing.assert_close(loaded(crops), donor(crops), rtol=0, atol=1e-5)
+        assert loaded(torch.rand(1, 3, 48, 48)).shape == (1, features)

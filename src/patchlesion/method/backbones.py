@@ -35,8 +35,9 @@ __all__ = ["BACKBONES", "Backbone", "build_backbone"]
 class Backbone:
     """A registry entry: how to build the feature extractor, its feature size (None: the size timm
     reports for the built model), its smallest crop, the per-channel ``mean`` and ``std`` of the
-    input its ImageNet weights were trained on (``normalisation: model``; None: raw [0, 1] input), and
-    the one crop size it takes where its input size is fixed (a vision transformer's), else None."""
+    input its ImageNet weights were trained on (``normalisation: model``; None: raw [0, 1] input),
+    the one crop size it takes where its input size is fixed, else None, and the number the crop
+    size must be a multiple of (a vision transformer's patch size), else None."""
 
     name: str
     build: Callable[[bool], nn.Module]
@@ -45,6 +46,7 @@ class Backbone:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     fixed_crop_size: int | None = None
+    crop_multiple: int | None = None
 
     def check_crop_size(self, crop_size: int) -> None:
         """Refuse a crop size the network cannot take, before anything is built or written."""
@@ -52,6 +54,13 @@ class Backbone:
             raise PatchlesionError(
                 f"backbone {self.name} takes only {self.fixed_crop_size}-pixel crops (its input size is fixed), not crop_size "
                 f"{crop_size}; set crop_size to {self.fixed_crop_size} or choose a backbone without a fixed input size."
+            )
+        if self.crop_multiple is not None and crop_size % self.crop_multiple:
+            below = crop_size // self.crop_multiple * self.crop_multiple
+            nearest = ", ".join(str(n) for n in (below, below + self.crop_multiple) if n >= max(self.min_crop_size, self.crop_multiple))
+            raise PatchlesionError(
+                f"backbone {self.name} takes crops whose side is a multiple of its patch size {self.crop_multiple}, not crop_size "
+                f"{crop_size}; set crop_size to {nearest}."
             )
         if crop_size < self.min_crop_size:
             raise PatchlesionError(
@@ -77,8 +86,9 @@ def _timm_backbone(name: str, model: str) -> Backbone:
     """The entry of ``timm:<model>``: checked against timm's catalogue, statistics from timm."""
     config = timm_backbones.pretrained_config(name)
     min_crop_size = config.min_input_size[-1] if config.min_input_size else 32
-    fixed = config.input_size[-1] if getattr(config, "fixed_input_size", False) else None
-    return Backbone(name, partial(_build_timm, name), None, min_crop_size, tuple(config.mean), tuple(config.std), fixed)
+    rule = timm_backbones.input_size_rule(name)  # None, ("only", size) or ("multiple", patch size)
+    fixed, multiple = (rule[1], None) if rule and rule[0] == "only" else (None, rule[1] if rule else None)
+    return Backbone(name, partial(_build_timm, name), None, min_crop_size, tuple(config.mean), tuple(config.std), fixed, multiple)
 
 
 def _build_timm(name: str, pretrained: bool) -> nn.Module:

@@ -9,6 +9,11 @@ classifier, so it is off (``drop_rate=0``). Its ImageNet weights come from the l
 (:func:`patchlesion.method.weights.load_pretrained_state`) and are loaded by timm itself, so timm's
 checkpoint filter applies and a checkpoint that does not fit is an error, never a partial load.
 
+A vision transformer is built for one input size (timm's ``fixed_input_size``). Where timm can
+build the model with ``dynamic_img_size`` (ViT, DeiT, EVA, Swin: the position embedding resampled to
+the grid of each input), it is built so, and it takes any crop whose side is a multiple of its patch
+size (:func:`input_size_rule`); other fixed-size models (MLP-Mixer) take only their own size.
+
 Run names and result folders spell the ``:`` as ``.`` (``timm.convnext_tiny-multi_crop-nc9-...``):
 a colon is no file-name character on Windows, and ``scp``/``rsync`` read one as a host name.
 
@@ -19,6 +24,7 @@ when a timm backbone is checked or built, so names are handled (and runs planned
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 
@@ -34,6 +40,7 @@ __all__ = [
     "feature_size",
     "from_run_name",
     "import_timm",
+    "input_size_rule",
     "is_timm",
     "pretrained_config",
     "timm_model",
@@ -124,13 +131,36 @@ def pretrained_config(backbone: str):
         ) from None
 
 
+@functools.cache
+def input_size_rule(backbone: str) -> tuple[str, int] | None:
+    """What input sizes ``timm:<model>`` takes: None for any (a convolutional network);
+    ``("multiple", p)`` for a model built with ``dynamic_img_size``, whose crops' side must be a
+    multiple of its patch size p; ``("only", s)`` for a model fixed to ``s`` pixels. Found by
+    building the model on PyTorch's meta device (no memory, no weights; about 0.1 s)."""
+    config = pretrained_config(backbone)
+    if not getattr(config, "fixed_input_size", False):
+        return None
+    import torch
+
+    timm = import_timm(backbone)
+    try:
+        with torch.device("meta"):
+            net = timm.create_model(timm_model(backbone), pretrained=False, dynamic_img_size=True)
+    except TypeError:  # the model's class has no dynamic_img_size (MLP-Mixer)
+        return ("only", int(config.input_size[-1]))
+    patch = getattr(getattr(net, "patch_embed", None), "patch_size", None)
+    return ("multiple", int(patch[0] if isinstance(patch, (tuple, list)) else patch)) if patch else ("only", int(config.input_size[-1]))
+
+
 def build(backbone: str, state: dict | None = None, source=None):
     """``timm:<model>`` truncated to its pooled features; with ``state``, its ImageNet weights as
-    read from the cache file ``source``, loaded by timm (its checkpoint filter, a strict load)."""
+    read from the cache file ``source``, loaded by timm (its checkpoint filter, a strict load).
+    A fixed-size model that can be is built with ``dynamic_img_size`` (:func:`input_size_rule`)."""
     timm = import_timm(backbone)
     overlay = None if state is None else {"state_dict": state}
+    dynamic = {"dynamic_img_size": True} if (input_size_rule(backbone) or ("",))[0] == "multiple" else {}
     try:
-        net = timm.create_model(timm_model(backbone), pretrained=state is not None, pretrained_cfg_overlay=overlay, drop_rate=0.0)
+        net = timm.create_model(timm_model(backbone), pretrained=state is not None, pretrained_cfg_overlay=overlay, drop_rate=0.0, **dynamic)
     except RuntimeError as exc:
         if state is None:
             raise
