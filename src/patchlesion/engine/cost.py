@@ -37,7 +37,7 @@ from patchlesion.errors import PatchlesionError
 from patchlesion.method.balancing import EpochSampler
 from patchlesion.method.runs import RunSpec
 from patchlesion.method.strategies import get_strategy
-from patchlesion.results.costs import duration, hours, table_label
+from patchlesion.results.costs import KIND_NAMES, duration, hours, table_label
 
 __all__ = [
     "CostModel",
@@ -264,10 +264,6 @@ def grid_line(summary: pd.DataFrame, projection: Projection) -> str:
         f"grid: {int(total['train_jobs'])} training jobs, {hours(total['device_hours'])} device-hours, "
         f"{hours(total['wall_hours'])} h wall on {projection.devices} device(s) x {projection.jobs_per_device} job(s)"
     )
-
-
-#: Job kinds in the order plans name them, with the words they are named by.
-KIND_NAMES = {"train": "training", "evaluate": "evaluation", "official_test": "official test"}
 
 
 def longest_jobs(jobs: pd.DataFrame, projection: Projection, epochs: int) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from patchlesion.results.render import MARKDOWN, Column, Table, Text, render
 
-__all__ = ["TIME_LIMIT_NOTE", "duration", "hours", "longest_table", "table_label", "write_cost_plan"]
+__all__ = ["KIND_NAMES", "TIME_LIMIT_NOTE", "duration", "hours", "longest_table", "table_label", "write_cost_plan"]
 
 
 def hours(value: float) -> str:
@@ -59,7 +59,8 @@ TIME_LIMIT_NOTE = (
     "must hold at least one epoch and the start-up, and the attempts together (`retries` + 1) the whole job."
 )
 
-_KIND_LABELS = {"train": "Training", "evaluate": "Evaluation", "official_test": "Official test"}
+#: Job kinds in the order plans name them, with the words they are named by.
+KIND_NAMES = {"train": "training", "evaluate": "evaluation", "official_test": "official test"}
 
 
 def longest_table(longest: pd.DataFrame, projection: str) -> Table:
@@ -67,7 +68,7 @@ def longest_table(longest: pd.DataFrame, projection: str) -> Table:
     columns = [Column("Job kind", align="l"), Column("Table", align="l"), Column("Run", align="l"),
                Column(f"Wall clock ({projection})"), Column("Per epoch")]  # fmt: skip
     rows = [
-        [Text(_KIND_LABELS[r.kind]), Text(table_label(r.table)), Text(r.run), Text(duration(r.hours)),
+        [Text(KIND_NAMES[r.kind].capitalize()), Text(table_label(r.table)), Text(r.run), Text(duration(r.hours)),
          Text(duration(r.epoch_hours) if r.kind == "train" else "")]  # fmt: skip
         for r in longest.itertuples()
     ]
