@@ -146,7 +146,7 @@ def input_size_rule(backbone: str) -> tuple[str, int] | None:
     try:
         with torch.device("meta"):
             net = timm.create_model(timm_model(backbone), pretrained=False, dynamic_img_size=True)
-    except TypeError:  # the model's class has no dynamic_img_size (MLP-Mixer)
+    except Exception:  # noqa: BLE001 - no dynamic_img_size (MLP-Mixer: a TypeError), or no meta build: the fixed size, as timm says
         return ("only", int(config.input_size[-1]))
     patch = getattr(getattr(net, "patch_embed", None), "patch_size", None)
     return ("multiple", int(patch[0] if isinstance(patch, (tuple, list)) else patch)) if patch else ("only", int(config.input_size[-1]))
